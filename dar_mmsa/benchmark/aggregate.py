@@ -1,0 +1,116 @@
+"""From stored evaluations to the numbers of the tables: per-seed rows, per-condition means and
+standard deviations over seeds, Table 1 (mean over the missing rates of the per-rate means) and
+the inter-modal table (one metric per modality subset, plus their average).
+
+Metrics stay in MMSA's units here (accuracies and F1 as fractions); the LaTeX writer scales them.
+Standard deviations are sample standard deviations over seeds (ddof = 1), empty with one seed.
+"""
+from __future__ import annotations
+
+from typing import Iterable, List, Mapping, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .grid import SUBSETS, subset_label
+
+METRICS = ("Mult_acc_7", "Mult_acc_5", "Has0_acc_2", "Non0_acc_2", "Has0_F1_score", "Non0_F1_score", "MAE", "Corr")
+LOWER_IS_BETTER = frozenset({"MAE"})
+CONDITION_COLUMNS = ("protocol", "condition", "label", "rate", "rate_text", "rate_audio", "rate_vision")
+SUBSET_COLUMNS = tuple(subset_label(p) for p in SUBSETS)
+
+
+def records_frame(records: Iterable[Mapping]) -> pd.DataFrame:
+    """One row per stored evaluation (model, dataset, seed, condition) with its metrics."""
+    rows = []
+    for r in records:
+        c = r["condition"]
+        row = {"model": r["model"], "display_name": r.get("display_name", r["model"]), "dataset": r["dataset"],
+               "seed": int(r["seed"]), "run_id": r["run_id"], "config_hash": r["config_hash"],
+               "protocol": c["protocol"], "condition": c["key"], "label": c["label"], "rate": c["rate"],
+               "rate_text": c["rate_text"], "rate_audio": c["rate_audio"], "rate_vision": c["rate_vision"],
+               "data": "synthetic" if r["data"]["synthetic"] else "real", "wall_time_s": r["wall_time_s"],
+               "realised_drop_fraction": r.get("realised_drop_fraction")}
+        row.update({m: r["metrics"].get(m) for m in METRICS})
+        row["Loss"] = r["metrics"].get("Loss")
+        rows.append(row)
+    columns = ["data", "model", "display_name", "dataset", "seed", "run_id", "config_hash", *CONDITION_COLUMNS,
+               "wall_time_s", "realised_drop_fraction", *METRICS, "Loss"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _data_label(group: pd.DataFrame) -> str:
+    """"synthetic" if any of the rows comes from synthetic data, else "real"."""
+    return "synthetic" if (group["data"] == "synthetic").any() else "real"
+
+
+def _ordered(frame: pd.DataFrame, model_order: Sequence[str], condition_order: Sequence[str]) -> pd.DataFrame:
+    """Rows in the order of the command line: dataset (MOSI first), model, condition."""
+    if frame.empty:
+        return frame
+
+    def rank(column, order):
+        positions = {v: i for i, v in enumerate(order)}
+        if column not in frame:
+            return np.zeros(len(frame), dtype=int)
+        return frame[column].map(lambda v: positions.get(v, len(positions))).to_numpy()
+
+    order = np.lexsort((rank("condition", condition_order), rank("model", model_order),
+                        rank("dataset", ("mosi", "mosei"))))
+    return frame.iloc[order].reset_index(drop=True)
+
+
+def per_condition(frame: pd.DataFrame, model_order: Sequence[str] = (), condition_order: Sequence[str] = ()) -> pd.DataFrame:
+    """Mean and std over seeds per (dataset, model, condition): columns ``<metric>_mean``/``_std``."""
+    groups = ["dataset", "model", "display_name", *CONDITION_COLUMNS]
+    rows = []
+    for key, group in frame.groupby(groups, dropna=False, sort=False):
+        row = dict(zip(groups, key))
+        row["rate"] = None if pd.isna(row["rate"]) else row["rate"]
+        row["n_seeds"] = int(group["seed"].nunique())
+        row["seeds"] = " ".join(str(s) for s in sorted(group["seed"].unique()))
+        row["data"] = _data_label(group)
+        for m in METRICS:
+            values = group[m].astype(float)
+            row[f"{m}_mean"] = float(values.mean())
+            row[f"{m}_std"] = float(values.std(ddof=1)) if len(values) > 1 else None
+        rows.append(row)
+    columns = ["data", *groups, "n_seeds", "seeds", *(f"{m}_{s}" for m in METRICS for s in ("mean", "std"))]
+    return _ordered(pd.DataFrame(rows, columns=columns), model_order, condition_order)
+
+
+def table1(per_cond: pd.DataFrame, model_order: Sequence[str] = ()) -> pd.DataFrame:
+    """Table 1: per (dataset, model), the mean over the intra-modal conditions of the per-condition means."""
+    intra = per_cond[per_cond["protocol"] == "intra"]
+    rows = []
+    for (dataset, model, display), group in intra.groupby(["dataset", "model", "display_name"], sort=False):
+        row = {"dataset": dataset, "model": model, "display_name": display,
+               "n_conditions": int(len(group)), "min_seeds": int(group["n_seeds"].min()),
+               "data": _data_label(group)}
+        row.update({m: float(group[f"{m}_mean"].mean()) for m in METRICS})
+        rows.append(row)
+    columns = ["data", "dataset", "model", "display_name", "n_conditions", "min_seeds", *METRICS]
+    return _ordered(pd.DataFrame(rows, columns=columns), model_order, ())
+
+
+def inter_table(per_cond: pd.DataFrame, metric: str = "Non0_acc_2", model_order: Sequence[str] = ()) -> pd.DataFrame:
+    """Rows (dataset, model); columns the 7 modality subsets (mean over seeds) and their average."""
+    subsets = per_cond[per_cond["protocol"] == "subset"]
+    rows = []
+    for (dataset, model, display), group in subsets.groupby(["dataset", "model", "display_name"], sort=False):
+        values = dict(zip(group["label"], group[f"{metric}_mean"]))
+        row = {"dataset": dataset, "model": model, "display_name": display, "metric": metric,
+               "data": _data_label(group)}
+        row.update({label: values.get(label) for label in SUBSET_COLUMNS})
+        present = [v for v in (values.get(label) for label in SUBSET_COLUMNS) if v is not None]
+        row["Avg"] = float(np.mean(present)) if len(present) == len(SUBSET_COLUMNS) else None
+        rows.append(row)
+    columns = ["data", "dataset", "model", "display_name", "metric", *SUBSET_COLUMNS, "Avg"]
+    return _ordered(pd.DataFrame(rows, columns=columns), model_order, ())
+
+
+def rank_marks(values: Sequence[Optional[float]], lower_is_better: bool = False) -> List[str]:
+    """"best" / "second" / "" per value (ties share a mark; None never ranks)."""
+    distinct = sorted({v for v in values if v is not None}, reverse=not lower_is_better)
+    marks = {v: name for v, name in zip(distinct, ("best", "second"))}
+    return [marks.get(v, "") if v is not None else "" for v in values]

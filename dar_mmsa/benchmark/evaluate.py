@@ -1,0 +1,129 @@
+"""Evaluate one trained model under one test condition, through the model's own ``do_test``.
+
+The test split is damaged once, as arrays (``dar_mmsa.data.corruption``, seeded by the run seed,
+sample index = row of the split), in a shallow copy of MMSA's test ``MMDataset``; a
+``DataLoader(shuffle=False)`` over that copy goes to ``trainer.do_test(model, loader, "TEST")``.
+So every model -- ours or MMSA's -- sees exactly the same inputs, and the numbers do not depend
+on the batch size or order. Our trainers' own test corruption stays off (``test_missing_rate``
+is forced to 0 here).
+
+Models whose MMSA loader has ``data_missing`` (TFR-Net) read ``text_m``/``audio_m``/``vision_m``
+and ``*_missing_mask`` instead: those fields get the damaged inputs and the kept real positions,
+while ``text``/``audio``/``vision`` stay complete. TFR-Net's prediction depends only on the
+``*_m`` inputs and the real-position masks (text attention mask, ``audio_mask``,
+``vision_mask``, all unchanged); the complete inputs and the missing masks feed only its
+reconstruction loss, which its ``do_test`` computes but does not report.
+
+Models that return a dict with ``"importance"`` (the DERL-style model: (B, 6) over experts
+P_l, P_a, P_v, S_l, S_a, S_v) are run once more over the same loader after ``do_test`` to
+collect those vectors per test sample.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Dict, List, Optional
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from ..data.corruption import MODALITIES, corrupt_arrays, drop_arrays, random_presence
+from .grid import Condition
+
+EXPERTS = ("P_l", "P_a", "P_v", "S_l", "S_a", "S_v")
+
+
+def test_split(dataset) -> Dict[str, np.ndarray]:
+    """The arrays of an MMSA ``MMDataset`` that the corruption reads (lengths only if it has them)."""
+    split = {"text_bert": dataset.text, "audio": dataset.audio, "vision": dataset.vision}
+    for key in ("audio_lengths", "vision_lengths"):
+        if getattr(dataset, key, None) is not None:
+            split[key] = np.asarray(getattr(dataset, key))
+    return split
+
+
+def damage(split: Dict[str, np.ndarray], condition: Condition, seed: int, *, with_masks: bool = False) -> dict:
+    """Apply one condition to a split: new ``text_bert``/``audio``/``vision`` (+ ``*_keep`` masks)."""
+    if condition.protocol == "intra":
+        rates = dict(zip(MODALITIES, condition.rates))
+        return corrupt_arrays(split, rate=rates, seed=seed, return_masks=with_masks)
+    if condition.protocol == "subset":
+        present = np.asarray(condition.present, dtype=bool)
+    else:
+        present = random_presence(seed, np.arange(len(split["text_bert"])), condition.rates[0])
+    out = drop_arrays(split, present=present, return_masks=with_masks)
+    out["present"] = np.broadcast_to(present.reshape(-1, 3), (len(split["text_bert"]), 3))
+    return out
+
+
+def damaged_dataset(dataset, condition: Condition, seed: int, *, data_missing: bool = False):
+    """A shallow copy of MMSA's test dataset holding the damaged arrays (the original is untouched).
+
+    With ``data_missing`` (TFR-Net) the damaged arrays go to ``text_m``/``audio_m``/``vision_m``
+    and the kept positions to ``*_missing_mask``; otherwise they replace ``text``/``audio``/``vision``.
+    """
+    damaged = damage(test_split(dataset), condition, seed, with_masks=data_missing)
+    out = copy.copy(dataset)
+    if data_missing:
+        out.text_m, out.audio_m, out.vision_m = damaged["text_bert"], damaged["audio"], damaged["vision"]
+        for m in MODALITIES:
+            setattr(out, f"{m}_missing_mask", damaged[f"{m}_keep"].astype(np.float32))
+    else:
+        out.text, out.audio, out.vision = damaged["text_bert"], damaged["audio"], damaged["vision"]
+    out.benchmark_present = damaged.get("present")
+    return out
+
+
+@dataclass
+class Evaluation:
+    metrics: Dict[str, float]
+    n_samples: int
+    importance: Optional[Dict[str, list]] = None  # column -> values, one row per test sample
+    realised_drop_fraction: Optional[float] = None
+
+
+def plain_metrics(results: dict) -> Dict[str, float]:
+    """MMSA's metric dict as plain Python floats (no numpy scalars)."""
+    return {str(k): float(v) for k, v in results.items()}
+
+
+def supports_importance(model, loader, device) -> bool:
+    """Whether the model's forward output is a dict with an ``"importance"`` entry (probed on one batch)."""
+    batch = next(iter(loader))
+    with torch.no_grad():
+        out = model(*(batch[k].to(device) for k in ("text", "audio", "vision")))
+    return isinstance(out, dict) and "importance" in out
+
+
+@torch.no_grad()
+def collect_importance(model, loader, device) -> Dict[str, list]:
+    """Per test sample: index, id, label, prediction and the 6 expert importances."""
+    model.eval()
+    columns: Dict[str, List] = {k: [] for k in ("index", "id", "label", "prediction", *EXPERTS)}
+    for batch in loader:
+        out = model(*(batch[k].to(device) for k in ("text", "audio", "vision")))
+        weights = out["importance"].detach().float().cpu().numpy()
+        columns["index"] += [int(i) for i in batch["index"]]
+        columns["id"] += [str(i) for i in batch["id"]]
+        columns["label"] += [float(v) for v in batch["labels"]["M"].view(-1)]
+        columns["prediction"] += [float(v) for v in out["M"].detach().float().cpu().view(-1)]
+        for j, name in enumerate(EXPERTS):
+            columns[name] += [float(v) for v in weights[:, j]]
+    return columns
+
+
+def evaluate(model, trainer, dataset, condition: Condition, seed: int, *, batch_size: int, device,
+             data_missing: bool = False, with_importance: bool = False) -> Evaluation:
+    """Metrics of ``model`` on the test ``dataset`` damaged by ``condition`` (MMSA's ``do_test``)."""
+    damaged = damaged_dataset(dataset, condition, seed, data_missing=data_missing)
+    loader = DataLoader(damaged, batch_size=batch_size, shuffle=False, num_workers=0)
+    if hasattr(trainer, "args") and "test_missing_rate" in trainer.args:
+        trainer.args["test_missing_rate"] = 0.0
+    model.eval()
+    results = trainer.do_test(model, loader, mode="TEST")
+    importance = collect_importance(model, loader, device) if with_importance else None
+    realised = None
+    if damaged.benchmark_present is not None:
+        realised = float(1.0 - np.mean(damaged.benchmark_present))
+    return Evaluation(plain_metrics(results), len(damaged), importance, realised)

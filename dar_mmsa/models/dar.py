@@ -1,0 +1,355 @@
+"""DAR: Decoupled-Adaptive Reconstruction (Yang et al., "Decoupling and Reconstructing: A Multimodal
+Sentiment Analysis Framework Towards Robustness"). Spec: ``shared/specs/dar.md``; equation numbers
+are the paper's. Losses live in :mod:`dar_mmsa.models.dar_losses`, the training loop (corruption on
+the fly, the alternating q_theta step, selection by total validation loss) in
+:mod:`dar_mmsa.training.dar`.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Dict, Iterator, List, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import ConfigError
+from ..registry import register_model
+from . import dar_losses as losses
+from .layers import MulTEncoder, Transformer
+from .text import BertEncoder
+
+MODALITIES = ("text", "audio", "vision")
+
+_SHARED = {
+    "pretrained": "bert-base-uncased",
+    "batch_size": 64,
+    "learning_rate": 1e-4,
+    "weight_decay": 1e-4,
+    "grad_clip": 1.0,
+    "club_learning_rate": 1e-4,
+    "dim": 128,
+    "aligned_len": 50,
+    "conv_kernel": 3,
+    "encoder_layers": 1,
+    "encoder_heads": 8,
+    "encoder_dim_head": 16,
+    "encoder_mlp_dim": 256,
+    "fusion_layers": 2,
+    "fusion_heads": 8,
+    "dropout": 0.1,
+    "club_hidden": 64,
+    "lambda_decouple": 0.7,
+    "alpha": 0.1,
+    "beta": 0.1,
+    "tau": 0.1,
+    "use_sim_loss": True,
+    "use_diff_loss": True,
+    "use_recon_loss": True,
+    "use_boot_loss": True,
+    "detach_recon_targets": False,
+}
+
+DEFAULTS = {
+    "commonParams": {
+        "need_data_aligned": False,
+        "need_model_aligned": False,
+        "use_bert": True,
+        "use_finetune": True,
+        "early_stop": 10,
+        "max_epochs": 100,
+    },
+    "datasetParams": {
+        "mosi": dict(_SHARED, train_missing_rate=0.3),
+        "mosei": dict(_SHARED, train_missing_rate=0.4),
+    },
+}
+
+
+def hyperparameter(args, key: str):
+    """``args[key]``, or one line saying the config lacks it."""
+    if args.get(key) is None:
+        raise ConfigError(f"dar config has no '{key}': add it or regenerate the config with "
+                          f"python -m dar_mmsa.config --write")
+    return args[key]
+
+
+class AlignmentLayer(nn.Module):
+    """(B, T_m, d_m) -> (B, t, d): Conv1d, GELU, LayerNorm, adaptive average pooling over time (§3.4)."""
+
+    def __init__(self, in_dim: int, dim: int, length: int, kernel: int):
+        super().__init__()
+        self.conv = nn.Conv1d(in_dim, dim, kernel, padding=kernel // 2)
+        self.norm = nn.LayerNorm(dim)
+        self.length = length
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.gelu(self.conv(x.transpose(1, 2)))
+        x = self.norm(x.transpose(1, 2))
+        return F.adaptive_avg_pool1d(x.transpose(1, 2), self.length).transpose(1, 2)
+
+
+class GatedFusion(nn.Module):
+    """g = sigmoid(W_g [H^, H~] + b_g); H_fused = g * H^ + (1 - g) * H~ (Eq. 15-16)."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.gate = nn.Linear(2 * dim, dim)
+
+    def forward(self, reconstructed: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
+        g = torch.sigmoid(self.gate(torch.cat([reconstructed, observed], dim=-1)))
+        return g * reconstructed + (1 - g) * observed
+
+
+class GaussianPosterior(nn.Module):
+    """q_theta(com | spec) of CLUB (Eq. 8-9): a BiLSTM over the independent sequence and, per step,
+    the mean and log-variance of a diagonal Gaussian over the common feature."""
+
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.lstm = nn.LSTM(dim, hidden, batch_first=True, bidirectional=True)
+        self.mean = nn.Sequential(nn.Linear(2 * hidden, hidden), nn.ReLU(), nn.Linear(hidden, dim))
+        self.log_var = nn.Sequential(nn.Linear(2 * hidden, hidden), nn.ReLU(), nn.Linear(hidden, dim), nn.Tanh())
+
+    def forward(self, spec: torch.Tensor):
+        h, _ = self.lstm(spec)
+        return self.mean(h), self.log_var(h)
+
+
+@contextlib.contextmanager
+def frozen(module: nn.Module) -> Iterator[None]:
+    """Within the block ``module``'s parameters are constants: gradients pass through it to its
+    inputs but never reach the parameters (the main step must not train q_theta)."""
+    flags = [(p, p.requires_grad) for p in module.parameters()]
+    for p, _ in flags:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+
+
+def two_layer_mlp(in_dim: int, hidden: int, out_dim: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(in_dim, hidden), nn.GELU(), nn.Linear(hidden, out_dim))
+
+
+def prediction_head(in_dim: int, hidden: int, dropout: float) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, 1))
+
+
+def per_modality(make) -> nn.ModuleDict:
+    return nn.ModuleDict({m: make(m) for m in MODALITIES})
+
+
+def others(m: str) -> List[str]:
+    return [n for n in MODALITIES if n != m]
+
+
+@register_model(
+    "dar",
+    trainer="dar_mmsa.training.dar:DARTrainer",
+    defaults=DEFAULTS,
+    description="Decoupled-Adaptive Reconstruction (Yang et al.): decouple, reconstruct, fuse",
+    display="DAR",
+)
+class DAR(nn.Module):
+    """DAR (§3, Eq. 1-24), built by MMSA's AMIO as ``DAR(args)``.
+
+    Data flow for each modality m in (text, audio, vision), corrupted input U~_m:
+
+    1. alignment (§3.4): Conv1d(d_m -> d) -> GELU -> LayerNorm -> adaptive average pooling to t steps: U~1_m;
+    2. decouple (Eq. 1): common and independent encoders E_c^m, E_s^m -> H~com_m, H~spec_m;
+    3. reconstruct (Eq. 12-14): H^com_m = E_com^m(Linear(Concat(H~com_l, H~com_a, H~com_v))),
+       H^spec_m = E_spec^m(H~spec_m), U^1_m = D^rec_m(Concat(H^com_m, H^spec_m));
+    4. gated fusion (Eq. 15-16) of H^ with H~, separately for com and spec;
+    5. fusion-output (Eq. 18-21): self-attention over each fused common sequence, MulT cross-modal
+       attention between fused independent sequences, last frames concatenated, MLP -> y^.
+
+    With the complete inputs (``text_full=...`` etc., training and validation loss only) the same
+    alignment and encoders give U1_m, Hcom_m, Hspec_m (the targets of L_recon) and the bootstrap head
+    gives y^_boot = MLP(pool_t(Hcom)) (Eq. 22). Inference (no ``*_full``) never runs that branch, the
+    restoration/reconstruction decoders or the bootstrap head.
+
+    Choices where the paper is silent (each a config key; see also docs/models.md "## DAR"):
+
+    * d = 128 (``dim``), t = 50 (``aligned_len``), Conv1d kernel 3 (``conv_kernel``) with padding
+      kernel // 2, GELU, LayerNorm, then adaptive average pooling over time;
+    * E_c, E_s, E_com, E_spec: pre-norm Transformer (``layers.Transformer``), ``encoder_layers`` = 1,
+      ``encoder_heads`` = 8, ``encoder_dim_head`` = 16, ``encoder_mlp_dim`` = 256, no positional
+      embedding (the kernel-3 convolution gives local order); E_com has a Linear(3d -> d) in front;
+    * D^re (Eq. 10) and D^rec (Eq. 14): 2-layer MLPs (in -> d -> d, GELU), one per modality, separate
+      (input 3d vs 2d); D^rec reads the *reconstructed* features (the text of §3.5);
+    * common fusion (Eq. 18): per modality a ``layers.MulTEncoder`` in self-attention mode,
+      ``fusion_layers`` = 2, ``fusion_heads`` = 8; independent fusion (Eq. 19-20): one MulTEncoder per
+      (target, source) pair, same sizes, no causal mask. Both use MulT's sinusoidal positions and
+      ``dropout`` = 0.1 (attention, ReLU, residual, embedding); h = output at the last step;
+    * prediction head: Linear(9d -> d) -> ReLU -> Dropout -> Linear(d -> 1); bootstrap head: the same
+      shape on the concatenated pooled complete common features (3d);
+    * q_theta (Eq. 9), one per modality: BiLSTM (``club_hidden`` = 64 per direction) over the
+      independent sequence, then per step mean = Linear -> ReLU -> Linear and
+      log-variance = Linear -> ReLU -> Linear -> Tanh (variance bounded to [e^-1, e]);
+    * padding: the model is given no audio/vision lengths (AMIO passes only the three tensors) and a
+      zero frame may be padding or a dropped frame, so audio/vision steps all count; text uses its
+      attention mask (corruption never changes it), pooled to t, as time-averaging weights for z
+      (L_sim) and for the bootstrap head. Attention itself is unmasked, as in the paper.
+    """
+
+    def __init__(self, args):
+        super().__init__()
+        get = lambda key: hyperparameter(args, key)  # noqa: E731
+        d, t = int(get("dim")), int(get("aligned_len"))
+        heads, fusion_heads = int(get("encoder_heads")), int(get("fusion_heads"))
+        if d < 1 or t < 1 or heads < 1 or fusion_heads < 1 or d % fusion_heads:
+            raise ConfigError(f"dar: dim={d} and aligned_len={t} must be >= 1 and fusion_heads={fusion_heads} "
+                              f"must divide dim")
+        if not float(get("tau")) > 0:
+            raise ConfigError(f"dar: tau must be > 0, got {get('tau')}")
+        feature_dims = hyperparameter(args, "feature_dims")
+        self.dim, self.tau = d, float(get("tau"))
+        self.detach_recon_targets = bool(args.get("detach_recon_targets", False))
+
+        self.text_encoder = BertEncoder(get("pretrained"), finetune=bool(args.get("use_finetune", True)))
+        in_dims = {"text": self.text_encoder.hidden_size, "audio": int(feature_dims[1]), "vision": int(feature_dims[2])}
+        kernel = int(get("conv_kernel"))
+        self.align = per_modality(lambda m: AlignmentLayer(in_dims[m], d, t, kernel))
+
+        def encoder():
+            return Transformer(d, int(get("encoder_layers")), heads, int(get("encoder_mlp_dim")),
+                               int(get("encoder_dim_head")))
+
+        # decouple module (Eq. 1, 10)
+        self.common_encoder = per_modality(lambda m: encoder())
+        self.independent_encoder = per_modality(lambda m: encoder())
+        self.restoration_decoder = per_modality(lambda m: two_layer_mlp(3 * d, d, d))
+        self.posterior = per_modality(lambda m: GaussianPosterior(d, int(get("club_hidden"))))
+        # reconstruct module (Eq. 12-16)
+        self.common_projection = per_modality(lambda m: nn.Linear(3 * d, d))
+        self.common_reconstructor = per_modality(lambda m: encoder())
+        self.independent_reconstructor = per_modality(lambda m: encoder())
+        self.reconstruction_decoder = per_modality(lambda m: two_layer_mlp(2 * d, d, d))
+        self.common_gate = per_modality(lambda m: GatedFusion(d))
+        self.independent_gate = per_modality(lambda m: GatedFusion(d))
+        # fusion-output module (Eq. 18-22)
+        dropout = float(get("dropout"))
+
+        def fusion_encoder():
+            return MulTEncoder(d, fusion_heads, int(get("fusion_layers")), attn_dropout=dropout,
+                               relu_dropout=dropout, res_dropout=dropout, embed_dropout=dropout,
+                               attn_mask=False, position_embedding=True)
+
+        self.common_fusion = per_modality(lambda m: fusion_encoder())
+        self.cross_fusion = nn.ModuleDict({f"{n}_to_{m}": fusion_encoder() for m in MODALITIES for n in others(m)})
+        self.head = prediction_head(9 * d, d, dropout)
+        self.boot_head = prediction_head(3 * d, d, dropout)
+
+    # ------------------------------------------------------------------ parameter groups
+    def variational_parameters(self) -> List[nn.Parameter]:
+        """q_theta's parameters: trained only by their own optimizer on detached features."""
+        return list(self.posterior.parameters())
+
+    def main_parameters(self) -> List[nn.Parameter]:
+        """Everything but q_theta."""
+        ids = {id(p) for p in self.variational_parameters()}
+        return [p for p in self.parameters() if id(p) not in ids]
+
+    # ------------------------------------------------------------------ forward
+    def pooling_weights(self, text: torch.Tensor, steps: int) -> Dict[str, torch.Tensor]:
+        """(B, t) time-averaging weights per modality (see the padding choice in the docstring)."""
+        mask = text[:, 1].float().unsqueeze(1)  # (B, 1, L)
+        text_w = F.adaptive_avg_pool1d(mask, steps).squeeze(1)
+        text_w = text_w / text_w.sum(-1, keepdim=True).clamp(min=1e-6)
+        uniform = torch.full_like(text_w, 1.0 / steps)
+        return {"text": text_w, "audio": uniform, "vision": uniform}
+
+    def decouple(self, text: torch.Tensor, audio: torch.Tensor, vision: torch.Tensor) -> Dict[str, Dict[str, torch.Tensor]]:
+        """Alignment and the two encoders (Eq. 1): {"aligned", "com", "spec"} -> {modality: (B, t, d)}."""
+        raw = {"text": self.text_encoder(text), "audio": audio, "vision": vision}
+        aligned = {m: self.align[m](raw[m]) for m in MODALITIES}
+        return {
+            "aligned": aligned,
+            "com": {m: self.common_encoder[m](aligned[m]) for m in MODALITIES},
+            "spec": {m: self.independent_encoder[m](aligned[m]) for m in MODALITIES},
+        }
+
+    def reconstruct(self, com: Dict[str, torch.Tensor], spec: Dict[str, torch.Tensor]):
+        """Eq. 12-13: (H^com, H^spec) per modality from the corrupted decoupled features."""
+        all_com = torch.cat([com[m] for m in MODALITIES], dim=-1)
+        com_hat = {m: self.common_reconstructor[m](self.common_projection[m](all_com)) for m in MODALITIES}
+        spec_hat = {m: self.independent_reconstructor[m](spec[m]) for m in MODALITIES}
+        return com_hat, spec_hat
+
+    def fuse(self, com: Dict[str, torch.Tensor], spec: Dict[str, torch.Tensor]) -> torch.Tensor:
+        """Eq. 18-21 on fused (B, t, d) sequences -> y^ (B, 1)."""
+        seq = lambda x: x.transpose(0, 1)  # noqa: E731  -- MulTEncoder is (T, B, d)
+        h_com = [self.common_fusion[m](seq(com[m]))[-1] for m in MODALITIES]
+        h_spec = [self.cross_fusion[f"{n}_to_{m}"](seq(spec[m]), seq(spec[n]))[-1]
+                  for m in MODALITIES for n in others(m)]
+        return self.head(torch.cat(h_com + h_spec, dim=-1))
+
+    def forward(self, text: torch.Tensor, audio: torch.Tensor, vision: torch.Tensor,
+                text_full: Optional[torch.Tensor] = None, audio_full: Optional[torch.Tensor] = None,
+                vision_full: Optional[torch.Tensor] = None) -> Dict[str, object]:
+        """``text`` (B, 3, L) token ids/mask/segments, ``audio`` (B, T_a, d_a), ``vision`` (B, T_v, d_v):
+        the (corrupted) inputs. The complete inputs ``*_full`` are given for the losses only (all three
+        or none). Returns ``{"M": y^ (B, 1)}``, plus, with complete inputs, every tensor the losses need."""
+        full = (text_full, audio_full, vision_full)
+        if any(x is None for x in full) and any(x is not None for x in full):
+            raise ValueError("DAR.forward: pass all of text_full, audio_full, vision_full, or none of them")
+        corrupted = self.decouple(text, audio, vision)
+        com, spec = corrupted["com"], corrupted["spec"]
+        com_hat, spec_hat = self.reconstruct(com, spec)
+        fused_com = {m: self.common_gate[m](com_hat[m], com[m]) for m in MODALITIES}
+        fused_spec = {m: self.independent_gate[m](spec_hat[m], spec[m]) for m in MODALITIES}
+        out: Dict[str, object] = {"M": self.fuse(fused_com, fused_spec)}
+        if text_full is None:
+            return out
+
+        complete = self.decouple(*full)
+        weights = self.pooling_weights(text, com["text"].shape[1])
+        out.update(
+            corrupted=corrupted,
+            complete=complete,
+            weights=weights,
+            com_hat=com_hat,
+            spec_hat=spec_hat,
+            restored={m: self.restoration_decoder[m](torch.cat([com[n] for n in others(m)] + [spec[m]], dim=-1))
+                      for m in MODALITIES},
+            aligned_hat={m: self.reconstruction_decoder[m](torch.cat([com_hat[m], spec_hat[m]], dim=-1))
+                         for m in MODALITIES},
+            boot=self.boot_head(torch.cat([losses.time_average(complete["com"][m], weights[m]) for m in MODALITIES],
+                                          dim=-1)),
+        )
+        return out
+
+    # ------------------------------------------------------------------ losses
+    def loss_terms(self, out: Dict[str, object], labels: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """Every scalar of Eq. 23-24 from a forward with complete inputs: task, boot, sim, diff, re,
+        recon. The CLUB estimate (diff) runs through q_theta with its parameters frozen."""
+        if "complete" not in out:
+            raise ValueError("DAR.loss_terms needs a forward with text_full/audio_full/vision_full")
+        corrupted, complete, weights = out["corrupted"], out["complete"], out["weights"]
+        com, spec = corrupted["com"], corrupted["spec"]
+        pooled = lambda feats: [losses.time_average(feats[m], weights[m]) for m in MODALITIES]  # noqa: E731
+        with frozen(self.posterior):
+            diff = sum(losses.club_estimate(*self.posterior[m](spec[m]), com[m]) for m in MODALITIES)
+        target = (lambda x: x.detach()) if self.detach_recon_targets else (lambda x: x)
+        pairs = [(out["com_hat"][m], target(complete["com"][m])) for m in MODALITIES]
+        pairs += [(out["spec_hat"][m], target(complete["spec"][m])) for m in MODALITIES]
+        pairs += [(out["aligned_hat"][m], target(complete["aligned"][m])) for m in MODALITIES]
+        return {
+            "task": losses.task_loss(out["M"], labels),
+            "boot": losses.task_loss(out["boot"], labels),
+            "sim": losses.similarity_loss(pooled(com), pooled(spec), self.tau),
+            "diff": diff,
+            "re": losses.restoration_loss([corrupted["aligned"][m] for m in MODALITIES],
+                                          [out["restored"][m] for m in MODALITIES]),
+            "recon": losses.reconstruction_loss(*zip(*pairs)),
+        }
+
+    def variational_loss(self, out: Dict[str, object]) -> torch.Tensor:
+        """-log q_theta(H~com | H~spec) on detached features, summed over modalities: q_theta's own
+        objective (it maximises the likelihood, §3.4), which cannot reach the encoders."""
+        corrupted = out["corrupted"]
+        return -sum(losses.gaussian_log_likelihood(*self.posterior[m](corrupted["spec"][m].detach()),
+                                                   corrupted["com"][m].detach()) for m in MODALITIES)

@@ -1,0 +1,106 @@
+"""Train and test one (model, dataset, seed) through MMSA's own machinery: its config loader,
+``MMDataLoader``, ``AMIO`` and ``ATIO`` (with our registry installed), like ``MMSA.run._run``.
+
+The benchmark harness and the tests build on these functions; ``MMSA.MMSA_run`` works too.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from .errors import ConfigError
+from .registry import check_dataset, check_model, resolve_run_paths
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    if device in (None, "", "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise ConfigError(f"unknown device '{device}': use auto, cpu or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device '{device}' asked for but CUDA is not available: use --device cpu")
+    return dev
+
+
+def build_args(model: str, dataset: str, *, config_file=None, data_root=None, pretrained=None,
+               device="cpu", seed: int = 1111, save_path=None, overrides: Optional[dict] = None):
+    """MMSA's merged config for one run, with data root, BERT path, device and seed filled in."""
+    import MMSA.run as run
+
+    from .config import default_config_file
+
+    model, dataset = check_model(model), check_dataset(dataset)
+    config_file = Path(config_file) if config_file else default_config_file()
+    if not config_file.is_file():
+        raise ConfigError(f"config file {config_file} not found: pass an existing --config or omit it")
+    try:
+        # MMSA's own loader, unwrapped: paths are resolved below, explicit arguments first
+        args = getattr(run.get_config_regression, "__wrapped__", run.get_config_regression)(model, dataset, config_file)
+    except KeyError as exc:
+        raise ConfigError(f"config file {config_file} has no entry {exc} for {model}/{dataset}: "
+                          f"regenerate it with python -m dar_mmsa.config --write") from None
+    if overrides:
+        args.update(overrides)
+    if data_root is not None:
+        parts = Path(args["featurePath"]).parts[-3:]  # <DATASET>/Processed/<file>.pkl
+        args["featurePath"] = str(Path(data_root, *parts))
+    if pretrained is not None:
+        args["pretrained"] = str(pretrained)
+    resolve_run_paths(args, pretrained_from_env=pretrained is None)
+    args["device"] = resolve_device(device) if not isinstance(device, torch.device) else device
+    args["seed"] = int(seed)
+    args["cur_seed"] = int(seed)
+    args["train_mode"] = "regression"
+    for key in ("custom_feature", "feature_T", "feature_A", "feature_V"):
+        args.setdefault(key, None if key == "custom_feature" else "")
+    args["model_save_path"] = Path(save_path) if save_path else Path(f"{model}-{dataset}-{seed}.pth")
+    return args
+
+
+def load_data(args, num_workers: int = 0):
+    """MMSA's loaders (train/valid/test), after our validation of the feature pickle."""
+    import MMSA.run as run
+
+    return run.MMDataLoader(args, num_workers)
+
+
+def build_model(args):
+    from MMSA.models import AMIO
+
+    return AMIO(args).to(args["device"])
+
+
+def build_trainer(args):
+    from MMSA.trains import ATIO
+
+    return ATIO().getTrain(args)
+
+
+def train(args, loaders):
+    """Seed, build, train; returns (model with the best checkpoint loaded, trainer)."""
+    import MMSA.run as run
+
+    run.setup_seed(args["seed"])
+    model = build_model(args)
+    trainer = build_trainer(args)
+    Path(args["model_save_path"]).parent.mkdir(parents=True, exist_ok=True)
+    trainer.do_train(model, loaders)
+    load_checkpoint(model, args)
+    return model, trainer
+
+
+def load_checkpoint(model, args):
+    model.load_state_dict(torch.load(args["model_save_path"], map_location="cpu"))
+    return model.to(args["device"])
+
+
+def run_once(model: str, dataset: str, num_workers: int = 0, **kwargs) -> dict:
+    """Train and test once, like one seed of ``MMSA_run``; returns MMSA's test metrics + Loss."""
+    args = build_args(model, dataset, **kwargs)
+    loaders = load_data(args, num_workers)
+    net, trainer = train(args, loaders)
+    return trainer.do_test(net, loaders["test"], mode="TEST")

@@ -1,0 +1,165 @@
+"""The training loop our models share, in MMSA's trainer contract.
+
+``Trainer(args).do_train(model, dataloader)`` trains with early stopping on the validation
+``Loss`` (MMSA's ``KeyEval`` for MOSI/MOSEI), saving the best ``state_dict`` to
+``args.model_save_path``; ``do_test(model, loader, mode)`` returns MMSA's ``MetricsTop`` dict plus
+``"Loss"``. Subclasses override the hooks (``build_optimizers``, ``train_step``, ``eval_step``,
+``predict``), not the loop.
+
+Missing-data conventions:
+* ``corrupt`` applies the protocol's corruption (``dar_mmsa.data.corruption``) to a batch; during
+  training the seed is derived from (run seed, epoch), so masks are redrawn every epoch and the
+  same run gives the same masks.
+* ``do_test(mode="VAL")`` corrupts the validation set at ``valid_missing_rate`` with the run seed.
+* ``do_test(mode="TEST")`` corrupts at ``test_missing_rate`` (default 0). The benchmark harness
+  corrupts test arrays itself and leaves this at 0, so every model sees the same inputs.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from typing import Dict, List, Tuple
+
+import torch
+from torch import nn
+
+from ..data.corruption import corrupt_batch
+from ..registry import current_seed
+
+logger = logging.getLogger("MMSA")
+
+
+def epoch_seed(run_seed: int, epoch: int) -> int:
+    """Seed of the training masks of one epoch: distinct per epoch, fixed per run."""
+    return int(run_seed) * 1_000_003 + int(epoch)
+
+
+class Trainer:
+    criterion: nn.Module = nn.L1Loss()
+
+    def __init__(self, args):
+        from MMSA.utils import MetricsTop
+
+        self.args = args
+        self.device = torch.device(args.get("device") or "cpu")
+        self.metrics = MetricsTop("regression").getMetics(args["dataset_name"])
+        self.max_epochs = int(args.get("max_epochs") or 100)
+        self.early_stop = int(args.get("early_stop") or 10)
+        self.epoch = 0
+
+    # ------------------------------------------------------------------ hooks
+    def build_optimizers(self, model: nn.Module) -> List[torch.optim.Optimizer]:
+        return [torch.optim.AdamW(model.parameters(), lr=self.args.get("learning_rate", 1e-4),
+                                  weight_decay=self.args.get("weight_decay", 1e-4))]
+
+    def build_schedulers(self, optimizers) -> list:
+        """Schedulers stepped once per epoch, after validation."""
+        return []
+
+    def train_step(self, model: nn.Module, batch: Dict, optimizers) -> Tuple[torch.Tensor, float]:
+        """One optimisation step; returns (detached predictions (B, 1), loss value)."""
+        (optimizer,) = optimizers
+        optimizer.zero_grad()
+        pred = self.predict(model, batch)
+        loss = self.criterion(pred, batch["labels"])
+        loss.backward()
+        optimizer.step()
+        return pred.detach(), loss.item()
+
+    def predict(self, model: nn.Module, batch: Dict) -> torch.Tensor:
+        out = model(batch["text"], batch["audio"], batch["vision"])
+        if isinstance(out, dict):
+            out = out["M"]
+        elif isinstance(out, (tuple, list)):
+            out = out[0]
+        return out.view(-1, 1)
+
+    def eval_step(self, model: nn.Module, batch: Dict, mode: str) -> Tuple[torch.Tensor, float]:
+        """Predictions and loss value on an evaluation batch (inputs already corrupted)."""
+        pred = self.predict(model, batch)
+        return pred, self.criterion(pred, batch["labels"]).item()
+
+    def valid_rate(self) -> float:
+        return float(self.args.get("valid_missing_rate") or 0.0)
+
+    def test_rate(self) -> float:
+        return float(self.args.get("test_missing_rate") or 0.0)
+
+    # ------------------------------------------------------------------ batches
+    def to_batch(self, batch_data: Dict) -> Dict:
+        """MMSA batch -> tensors on the device; ``labels`` is (B, 1)."""
+        batch = {k: batch_data[k].to(self.device) for k in ("text", "audio", "vision")}
+        batch["labels"] = batch_data["labels"]["M"].to(self.device).view(-1, 1)
+        batch["index"] = batch_data["index"]
+        for key in ("audio_lengths", "vision_lengths"):
+            batch[key] = batch_data.get(key)
+        return batch
+
+    def corrupt(self, batch: Dict, rate, seed: int) -> Dict:
+        """A copy of ``batch`` with corrupted text/audio/vision (the complete ones kept as ``*_full``)."""
+        text, audio, vision = corrupt_batch(
+            batch["text"], batch["audio"], batch["vision"], rate=rate, seed=seed, sample_index=batch["index"],
+            audio_lengths=batch["audio_lengths"], vision_lengths=batch["vision_lengths"],
+        )
+        out = dict(batch, text=text, audio=audio, vision=vision)
+        out.update(text_full=batch["text"], audio_full=batch["audio"], vision_full=batch["vision"])
+        return out
+
+    @property
+    def run_seed(self) -> int:
+        return current_seed(self.args)
+
+    # ------------------------------------------------------------------ loop
+    def do_train(self, model: nn.Module, dataloader, return_epoch_results: bool = False):
+        optimizers = self.build_optimizers(model)
+        schedulers = self.build_schedulers(optimizers)
+        best_loss, best_epoch = math.inf, 0
+        history = {"train": [], "valid": []}
+        for epoch in range(1, self.max_epochs + 1):
+            self.epoch = epoch
+            model.train()
+            preds, labels, losses = [], [], []
+            for batch_data in dataloader["train"]:
+                batch = self.to_batch(batch_data)
+                pred, loss = self.train_step(model, batch, optimizers)
+                preds.append(pred.cpu())
+                labels.append(batch["labels"].cpu())
+                losses.append(loss)
+            train_results = dict(self.metrics(torch.cat(preds), torch.cat(labels)), Loss=sum(losses) / len(losses))
+            valid_results = self.do_test(model, dataloader["valid"], mode="VAL")
+            for scheduler in schedulers:
+                scheduler.step()
+            history["train"].append(train_results)
+            history["valid"].append(valid_results)
+            improved = valid_results["Loss"] <= best_loss - 1e-6
+            if improved:
+                best_loss, best_epoch = valid_results["Loss"], epoch
+                state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+                torch.save(state, self.args["model_save_path"])
+            logger.info(
+                f"{self.args['model_name']} epoch {epoch}: train loss {train_results['Loss']:.4f}, "
+                f"valid loss {valid_results['Loss']:.4f}{' (best)' if improved else ''}"
+            )
+            if epoch - best_epoch >= self.early_stop:
+                break
+        self.best_epoch = best_epoch
+        return history if return_epoch_results else None
+
+    @torch.no_grad()
+    def do_test(self, model: nn.Module, dataloader, mode: str = "VAL", return_sample_results: bool = False):
+        model.eval()
+        rate = self.valid_rate() if mode == "VAL" else self.test_rate()
+        preds, labels, losses, weights = [], [], [], []
+        for batch_data in dataloader:
+            batch = self.to_batch(batch_data)
+            if rate > 0:
+                batch = self.corrupt(batch, rate, self.run_seed)
+            pred, loss = self.eval_step(model, batch, mode)
+            preds.append(pred.cpu())
+            labels.append(batch["labels"].cpu())
+            losses.append(loss)
+            weights.append(len(pred))
+        results = self.metrics(torch.cat(preds), torch.cat(labels))
+        # sample-weighted mean, so the loss does not depend on the batch size
+        results["Loss"] = round(sum(l * w for l, w in zip(losses, weights)) / sum(weights), 4)
+        return results

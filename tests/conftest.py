@@ -1,0 +1,35 @@
+"""Shared fixtures: a tiny offline BERT and a small synthetic MOSI/MOSEI root, built once per session."""
+import os
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+# tests size their own runs; MMSA's DataLoader workers only cost start-up time on 2 cores
+torch_threads = int(os.environ.get("DAR_MMSA_TEST_THREADS", "2"))
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory):
+    """A 1-layer, 768-wide random BERT with the synthetic vocabulary, in a local directory."""
+    from dar_mmsa.text_encoder import write_tiny_bert
+
+    return str(write_tiny_bert(tmp_path_factory.mktemp("bert") / "tiny-bert", num_layers=1))
+
+
+@pytest.fixture(scope="session")
+def synthetic_root(tmp_path_factory):
+    """MOSI and MOSEI synthetic pickles (aligned and unaligned) at 4% of the real split sizes."""
+    from dar_mmsa.data.synthetic import write_synthetic
+
+    root = tmp_path_factory.mktemp("data")
+    write_synthetic(root, datasets=("mosi", "mosei"), scale=0.04, seed=0)
+    return str(root)
+
+
+@pytest.fixture
+def run_kwargs(tiny_bert, synthetic_root, tmp_path):
+    """Keyword arguments for ``dar_mmsa.runner.build_args`` / ``run_once`` on the synthetic data."""
+    return dict(data_root=synthetic_root, pretrained=tiny_bert, device="cpu", seed=1111,
+                save_path=tmp_path / "model.pth")

@@ -1,0 +1,161 @@
+"""ALMT (MMSA master port): shapes, parameter counts, AHL initialisation, the trainer's loss,
+optimiser and schedule, no epoch cap, a short training run and one MMSA_run."""
+import json
+
+import pandas as pd
+import pytest
+import torch
+
+from dar_mmsa.errors import ConfigError
+from dar_mmsa.models.almt import ALMT, DEFAULTS
+from dar_mmsa.training.almt import ALMTTrainer
+
+SHAPES = {"mosi": ([768, 5, 20], 375, 500), "mosei": ([768, 74, 35], 500, 500)}
+SPEC_PARAMETERS = {"mosi": 2_603_649, "mosei": 3_223_041}  # spec §3.1, BERT excluded
+SPEC_POSITIONS = {  # spec §3.1: learnable positional-embedding shapes
+    "mosi": {"text": (1, 58, 128), "audio": (1, 383, 128), "vision": (1, 508, 128)},
+    "mosei": {"text": (1, 58, 128), "audio": (1, 508, 128), "vision": (1, 508, 128)},
+}
+
+
+def model_args(dataset, pretrained, **overrides):
+    args = dict(DEFAULTS["commonParams"], **DEFAULTS["datasetParams"][dataset])
+    args.update(pretrained=pretrained, dataset_name=dataset, model_name="almt")
+    args.update(overrides)
+    return args
+
+
+def text_batch(batch=2, length=50, real=(12, 7)):
+    text = torch.zeros(batch, 3, length)
+    for i in range(batch):
+        n = real[i % len(real)]
+        text[i, 0, :n] = torch.randint(110, 500, (n,)).float()
+        text[i, 0, 0], text[i, 0, n - 1] = 101, 102
+        text[i, 1, :n] = 1
+    return text
+
+
+def inputs(dataset, batch=2):
+    dims, t_audio, t_vision = SHAPES[dataset]
+    return text_batch(batch), torch.randn(batch, t_audio, dims[1]), torch.randn(batch, t_vision, dims[2])
+
+
+def non_bert_parameters(model):
+    return sum(p.numel() for p in model.parameters()) - sum(p.numel() for p in model.bert.parameters())
+
+
+@pytest.mark.parametrize("dataset", ["mosi", "mosei"])
+def test_forward_shape_and_parameter_count(dataset, tiny_bert):
+    torch.manual_seed(0)
+    model = ALMT(model_args(dataset, tiny_bert)).eval()
+    with torch.no_grad():
+        out = model(*inputs(dataset, batch=3))
+    assert isinstance(out, torch.Tensor) and out.shape == (3, 1) and torch.isfinite(out).all()
+    assert non_bert_parameters(model) == SPEC_PARAMETERS[dataset]
+    for name, shape in SPEC_POSITIONS[dataset].items():
+        assert tuple(model.embeddings[name].encoder.pos_embedding.shape) == shape
+    assert tuple(model.language_encoder.pos_embedding.shape) == (1, 8, 128)
+    assert tuple(model.fusion.pos_source.shape) == tuple(model.fusion.pos_target.shape) == (1, 9, 128)
+    assert len(model.fusion.encoder.layers) == {"mosi": 2, "mosei": 4}[dataset]
+
+
+def test_hyper_modality_starts_at_ones_and_everything_learns(tiny_bert):
+    torch.manual_seed(0)
+    model = ALMT(model_args("mosi", tiny_bert)).train()
+    assert torch.equal(model.h_hyper.detach(), torch.ones(1, 8, 128))
+    assert len(model.hyper_modality.layers) == 3 and len(model.language_encoder.encoder.layers) == 2
+    model(*inputs("mosi")).sum().backward()
+    assert all(p.grad is not None for n, p in model.named_parameters() if not n.startswith("bert.model.pooler"))
+
+
+def test_shorter_inputs_work_and_longer_ones_fail_clearly(tiny_bert):
+    torch.manual_seed(0)
+    model = ALMT(model_args("mosi", tiny_bert)).eval()
+    with torch.no_grad():  # aligned_50-style lengths are shorter than feature_length: positions are sliced
+        assert model(text_batch(), torch.randn(2, 50, 5), torch.randn(2, 50, 20)).shape == (2, 1)
+    with pytest.raises(ConfigError, match="feature_length"):
+        ALMT(model_args("mosi", tiny_bert, seq_lens=(50, 400, 500)))
+    with pytest.raises(ConfigError, match="fusion_layer_depth"):
+        ALMT(model_args("mosi", tiny_bert, fusion_layer_depth=None))
+
+
+def test_trainer_uses_mse_one_adamw_group_and_warmup(tiny_bert):
+    torch.manual_seed(0)
+    args = model_args("mosi", tiny_bert)
+    model = ALMT(args).train()
+    trainer = ALMTTrainer(args)
+    optimizers = trainer.build_optimizers(model)
+    (optimizer,) = optimizers
+    assert type(optimizer) is torch.optim.AdamW and len(optimizer.param_groups) == 1
+    group = optimizer.param_groups[0]
+    assert group["lr"] == 1e-4 and group["weight_decay"] == 1e-4
+    assert {id(p) for p in group["params"]} == {id(p) for p in model.parameters()}  # BERT included
+    (scheduler,) = trainer.build_schedulers(optimizers)
+    assert optimizer.param_groups[0]["lr"] == 0.0  # the reference's first epoch runs at lr 0
+    scheduler.step()
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(1e-4 / 20)
+
+    text, audio, vision = inputs("mosi")
+    batch = {"text": text, "audio": audio, "vision": vision, "labels": torch.tensor([[1.0], [-2.0]])}
+    pred, loss = trainer.train_step(model, batch, optimizers)
+    assert loss == pytest.approx(((pred - batch["labels"]) ** 2).mean().item(), rel=1e-5)
+
+
+def test_epoch_cap_and_schedule_switches(tiny_bert):
+    args = model_args("mosi", tiny_bert)
+    trainer = ALMTTrainer(args)
+    assert trainer.schedule_epochs == 200 and trainer.max_epochs > 10**9  # no cap by default
+    assert ALMTTrainer(model_args("mosi", tiny_bert, epoch_cap=3)).max_epochs == 3
+    with pytest.raises(ConfigError, match="epoch_cap"):
+        ALMTTrainer(model_args("mosi", tiny_bert, epoch_cap=0))
+    skipping = ALMTTrainer(model_args("mosi", tiny_bert, skip_zero_lr_epoch=True))
+    optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1e-4)
+    skipping.build_schedulers([optimizer])
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(1e-4 / 20)
+
+
+def test_max_epochs_is_not_a_cap_early_stopping_ends_training(run_kwargs):
+    """With lr 0 the validation loss never improves after epoch 1: training stops at epoch
+    1 + early_stop, past max_epochs (which only shapes the schedule)."""
+    from dar_mmsa.runner import build_args, build_model, build_trainer, load_data
+
+    torch.manual_seed(0)
+    args = build_args("almt", "mosi", overrides={"max_epochs": 1, "early_stop": 2, "batch_size": 16,
+                                                 "learning_rate": 0.0}, **run_kwargs)
+    loaders = load_data(args)
+    history = build_trainer(args).do_train(build_model(args), loaders, return_epoch_results=True)
+    assert len(history["valid"]) == 3
+
+
+def test_short_training_lowers_validation_loss(run_kwargs):
+    from dar_mmsa.runner import build_args, build_model, build_trainer, load_data
+
+    torch.manual_seed(0)
+    args = build_args("almt", "mosi", overrides={"max_epochs": 10, "epoch_cap": 4, "batch_size": 8,
+                                                 "skip_zero_lr_epoch": True}, **run_kwargs)
+    loaders = load_data(args)
+    model, trainer = build_model(args), build_trainer(args)
+    assert isinstance(trainer, ALMTTrainer)
+    history = trainer.do_train(model, loaders, return_epoch_results=True)
+    valid = [epoch["Loss"] for epoch in history["valid"]]
+    assert len(valid) == 4 and min(valid[1:]) < valid[0]
+    assert run_kwargs["save_path"].exists()
+
+
+def test_mmsa_run(tiny_bert, synthetic_root, tmp_path):
+    import MMSA
+
+    from dar_mmsa.config import build_config
+
+    config = build_config()
+    config["datasetCommonParams"]["dataset_root_dir"] = synthetic_root
+    config["almt"]["datasetParams"]["mosi"].update(pretrained=tiny_bert, batch_size=8)
+    config["almt"]["commonParams"].update(max_epochs=2, epoch_cap=2)
+    config_file = tmp_path / "config.json"
+    config_file.write_text(json.dumps(config))
+    MMSA.MMSA_run("almt", "mosi", config_file=str(config_file), seeds=[1111], gpu_ids=[], num_workers=0,
+                  model_save_dir=str(tmp_path / "models"), res_save_dir=str(tmp_path / "results"),
+                  log_dir=str(tmp_path / "logs"))
+    assert (tmp_path / "models" / "almt-mosi.pth").exists()
+    rows = pd.read_csv(tmp_path / "results" / "normal" / "mosi.csv")
+    assert list(rows["Model"]) == ["almt"]
