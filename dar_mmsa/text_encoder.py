@@ -21,8 +21,9 @@ Traps found in transformers 5.23 / huggingface_hub 2.4 (checked on the installed
   flag in an already imported ``huggingface_hub.constants``, and ``resolve_pretrained`` works out
   the cache directory from the environment at call time.
 
-transformers and huggingface_hub are imported inside the functions so that importing this module
-(which the package does at import time) stays cheap.
+transformers, huggingface_hub and the synthetic-data module are imported inside the functions:
+the package imports this module at import time, which must stay cheap and must not pre-import
+``dar_mmsa.data.synthetic`` (``python -m dar_mmsa.data.synthetic`` would then warn).
 """
 from __future__ import annotations
 
@@ -33,8 +34,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-from dar_mmsa.data.synthetic import (CLS_ID, FIRST_WORD_ID, MASK_ID, PAD_ID, SEP_ID, UNK_ID,
-                                     VOCAB_SIZE, vocab_words)
 from dar_mmsa.errors import PretrainedError
 
 ENV_PRETRAINED = "DAR_MMSA_PRETRAINED"
@@ -42,6 +41,8 @@ BERT_HIDDEN_SIZE = 768  # MMSA's models hard-code the BERT width
 MIN_VOCAB = 100
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
                 "pytorch_model.bin.index.json")
+# BERT-base-uncased's special ids, which dar_mmsa.data.synthetic uses too.
+PAD_ID, UNK_ID, CLS_ID, SEP_ID, MASK_ID, FIRST_WORD_ID = 0, 100, 101, 102, 103, 104
 _SPECIAL_TOKENS = {PAD_ID: "[PAD]", UNK_ID: "[UNK]", CLS_ID: "[CLS]", SEP_ID: "[SEP]", MASK_ID: "[MASK]"}
 _FIX = (f"pass --pretrained /path/to/bert-base-uncased (a local directory with config.json, weights "
         f"and vocab.txt) or set {ENV_PRETRAINED}")
@@ -56,8 +57,14 @@ def set_offline_mode() -> None:
         constants.HF_HUB_OFFLINE = True
 
 
-def tiny_bert_vocab(vocab_size: int = VOCAB_SIZE) -> list[str]:
-    """Tokens in id order: BERT's special ids (0, 100-103), [unusedN] at 1-99, synthetic words."""
+def tiny_bert_vocab(vocab_size: int | None = None) -> list[str]:
+    """Tokens in id order: BERT's special ids (0, 100-103), [unusedN] at 1-99, synthetic words.
+
+    ``vocab_size`` defaults to ``dar_mmsa.data.synthetic.VOCAB_SIZE``.
+    """
+    from dar_mmsa.data.synthetic import VOCAB_SIZE, vocab_words
+
+    vocab_size = VOCAB_SIZE if vocab_size is None else vocab_size
     if vocab_size < FIRST_WORD_ID:
         raise PretrainedError(f"tiny BERT vocab_size must be at least {FIRST_WORD_ID}, got {vocab_size}")
     tokens = [_SPECIAL_TOKENS.get(i, f"[unused{i - 1}]") for i in range(FIRST_WORD_ID)]
@@ -101,19 +108,24 @@ def _save_tiny_bert(target: Path, config, vocab: list[str], seed: int) -> None:
     model.save_pretrained(target, safe_serialization=True)
     vocab_path = target / "vocab.txt"
     vocab_path.write_text("\n".join(vocab) + "\n")
-    tokenizer = BertTokenizer(vocab=str(vocab_path), do_lower_case=True, model_max_length=512)
+    # Positional on purpose: the first parameter is `vocab_file` in transformers 4 and `vocab` in 5
+    # (a `vocab_file=` keyword is silently ignored by 5).
+    tokenizer = BertTokenizer(str(vocab_path), do_lower_case=True, model_max_length=512)
     tokenizer.save_pretrained(target)
 
 
 def write_tiny_bert(path, num_layers: int = 1, hidden_size: int = BERT_HIDDEN_SIZE,
                     num_heads: int = 12, intermediate_size: int = 128,
-                    vocab_size: int = VOCAB_SIZE, seed: int = 0) -> Path:
+                    vocab_size: int | None = None, seed: int = 0) -> Path:
     """Write a small random ``BertModel`` plus tokenizer to ``path`` (skipped if already there).
 
-    The vocabulary matches ``dar_mmsa.data.synthetic``: its ``raw_text`` tokenises to exactly the
-    ids in ``text_bert``. Weights are random (seeded), so it is a plumbing stand-in, not a
-    language model. Returns ``path``.
+    The vocabulary (``vocab_size`` defaults to ``dar_mmsa.data.synthetic.VOCAB_SIZE``) matches
+    the synthetic data: its ``raw_text`` tokenises to exactly the ids in ``text_bert``. Weights
+    are random (seeded), so it is a plumbing stand-in, not a language model. Returns ``path``.
     """
+    from dar_mmsa.data.synthetic import VOCAB_SIZE
+
+    vocab_size = VOCAB_SIZE if vocab_size is None else vocab_size
     path = Path(path)
     config = _tiny_bert_config(num_layers, hidden_size, num_heads, intermediate_size, vocab_size)
     vocab = tiny_bert_vocab(vocab_size)
@@ -130,7 +142,12 @@ def write_tiny_bert(path, num_layers: int = 1, hidden_size: int = BERT_HIDDEN_SI
             for item in staging.iterdir():
                 os.replace(item, path / item.name)
         else:
-            os.replace(staging, path)
+            try:
+                os.replace(staging, path)
+            except OSError:
+                # another process created it meanwhile; theirs is as good as ours if complete
+                if not _is_valid_tiny_bert(path, expected, vocab):
+                    raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return path

@@ -182,3 +182,9 @@ def test_set_offline_mode(monkeypatch):
     import huggingface_hub
 
     assert huggingface_hub.is_offline_mode()
+
+
+def test_special_ids_agree_with_synthetic():
+    assert (TE.PAD_ID, TE.UNK_ID, TE.CLS_ID, TE.SEP_ID, TE.MASK_ID, TE.FIRST_WORD_ID) == (
+        S.PAD_ID, S.UNK_ID, S.CLS_ID, S.SEP_ID, S.MASK_ID, S.FIRST_WORD_ID)
+    assert len(TE.tiny_bert_vocab()) == S.VOCAB_SIZE

@@ -42,6 +42,7 @@ import json
 import os
 import pickle
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -349,12 +350,17 @@ class _LazyDict:
 def _dump_streaming(path: Path, obj) -> None:
     """Write ``obj`` (which may contain ``_LazyDict``) as a protocol-4 pickle, atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        pickler = pickle.Pickler(f, protocol=4)
-        pickler.fast = True  # no memo: nothing shared between items, and the memo would pin them
-        pickler.dump(obj)
-    os.replace(tmp, path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            pickler = pickle.Pickler(f, protocol=4)
+            pickler.fast = True  # no memo: nothing is shared between items, and a memo would pin them
+            pickler.dump(obj)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a data file is meant to be shared
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _file_object(bases: list, tables: _Tables, dataset: str, aligned: bool, seed: int) -> _LazyDict:
