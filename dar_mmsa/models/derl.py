@@ -54,6 +54,11 @@ Choices where the spec is silent (each a config key where it is a number or a sw
   report α = uniform over the available experts (not learned).
 * No dropout anywhere: the complete-input pass that makes the targets runs in training mode and
   must be deterministic.
+* Training (``dar_mmsa.training.derl``): the per-epoch rate/drop tables come from
+  ``numpy.random.default_rng(epoch_seed(run seed, epoch))``, the complete half is drawn
+  independently of the modality drop, a sample that would lose all three modalities keeps one
+  chosen uniformly; validation ``Loss`` is the task MSE; constant learning rate, no clipping;
+  up to ``max_epochs`` 100 with ``early_stop`` 10.
 """
 from __future__ import annotations
 
@@ -411,7 +416,8 @@ class DERL(nn.Module):
             if x.dim() != 3 or x.shape[-1] != self.feature_dims[col]:
                 raise DataError(f"derl {name} must be (batch, frames, {self.feature_dims[col]}), got {tuple(x.shape)}: "
                                 f"feature_dims in the config must match the data")
-        for col, name, length in ((0, "text", text.shape[-1]), (1, "audio", audio.shape[1]), (2, "vision", vision.shape[1])):
+        lengths = (text.shape[-1], audio.shape[1], vision.shape[1])
+        for col, (name, length) in enumerate(zip(MODALITIES, lengths)):
             if length > self.seq_lens[col]:
                 raise DataError(f"derl {name} has {length} steps but the model was built for seq_lens[{col}] = "
                                 f"{self.seq_lens[col]}: set seq_lens from the data (MMSA's loader does)")
@@ -466,7 +472,8 @@ class DERL(nn.Module):
             out["rec_feature"] = losses.feature_reconstruction_loss(self.decode(parts.private, parts.shared), targets)
         if self.loss_switches["rec_cross"] and parts.shared is not None:
             borrowed, valid = mean_of_other_modalities(parts.shared, present)
-            out["rec_cross"] = losses.cross_modal_reconstruction_loss(self.decode(parts.private, borrowed), targets, valid)
+            decoded = self.decode(parts.private, borrowed)
+            out["rec_cross"] = losses.cross_modal_reconstruction_loss(decoded, targets, valid)
         if self.loss_switches["rec_representation"]:
             out["rec_representation"] = losses.representation_reconstruction_loss(fused, complete_fused)
         return out
