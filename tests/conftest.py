@@ -2,12 +2,13 @@
 import os
 
 import pytest
+import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-# tests size their own runs; MMSA's DataLoader workers only cost start-up time on 2 cores
-torch_threads = int(os.environ.get("DAR_MMSA_TEST_THREADS", "2"))
+# The tests' models are tiny: one intra-op thread avoids OpenMP oversubscription on 2 cores
+torch.set_num_threads(int(os.environ.get("DAR_MMSA_TEST_THREADS", "1")))
 
 
 @pytest.fixture(scope="session")

@@ -16,6 +16,8 @@ Choices (see ``docs/models.md``):
   polarity 6; 10,752 parameters). They are dropped unless ``unused_tag_embeddings`` is true, which
   only matters for the parameter count or for loading an MMSA checkpoint's shapes.
 * Audio/vision lengths are ignored and padded frames are attended to, as in the reference.
+* Trainer (``dar_mmsa.training.cenet``): ``max_grad_norm`` is read from the config (2, the value the
+  reference hard-codes); ``max_epochs`` (1000) only caps runs the reference would leave to early stopping.
 """
 from __future__ import annotations
 
@@ -76,7 +78,9 @@ class ModalityAttention(nn.Module):
 
     def __init__(self, hidden: int):
         super().__init__()
-        self.query, self.key, self.value = nn.Linear(hidden, hidden), nn.Linear(hidden, hidden), nn.Linear(hidden, hidden)
+        self.query = nn.Linear(hidden, hidden)
+        self.key = nn.Linear(hidden, hidden)
+        self.value = nn.Linear(hidden, hidden)
 
     def forward(self, text_hidden: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
         return enhancement_attention(self.query(text_hidden), self.key(frames), self.value(frames))
@@ -132,6 +136,11 @@ def load_bert(pretrained: str):
     return BertModel.from_pretrained(resolve_pretrained(pretrained), attn_implementation="eager")
 
 
+def run_layer(layer: nn.Module, hidden: torch.Tensor, additive_mask: torch.Tensor) -> torch.Tensor:
+    out = layer(hidden, additive_mask)
+    return out[0] if isinstance(out, tuple) else out  # transformers 4.x returns a tuple, 5.x a tensor
+
+
 @register_model("cenet", trainer="dar_mmsa.training.cenet:CENETTrainer", defaults=DEFAULTS,
                 description="CENET (Wang et al., TMM 2022), MMSA master port: BERT with a cross-modal "
                             "enhancement module before layer 1", display="CENET")
@@ -166,10 +175,10 @@ class CENET(nn.Module):
         additive_mask = (1.0 - mask.to(hidden.dtype))[:, None, None, :] * PADDING_LOGIT
         layers = self.bert.encoder.layer
         for layer in layers[:INJECTION_INDEX]:
-            hidden = layer(hidden, additive_mask)
+            hidden = run_layer(layer, hidden, additive_mask)
         hidden = self.cross_modal_enhancement(hidden, audio, vision)
         for layer in layers[INJECTION_INDEX:]:
-            hidden = layer(hidden, additive_mask)
+            hidden = run_layer(layer, hidden, additive_mask)
         return hidden
 
     def forward(self, text: torch.Tensor, audio: torch.Tensor, vision: torch.Tensor):

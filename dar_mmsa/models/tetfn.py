@@ -18,6 +18,9 @@ Choices (see ``docs/models.md``):
   port; ``conv1d_kernel_size_v`` is never read). ``fix_vision_kernel: true`` uses
   ``conv1d_kernel_size_v`` instead (MOSI: 3, which shortens the vision sequence to 48 steps, as an
   unpadded Conv1d does in MulT).
+* Reference behaviour by default in training too (``dar_mmsa.training.tetfn``): gradients of the
+  last ``batches % update_epochs`` batches of an epoch are discarded; ``flush_trailing_gradients:
+  true`` steps on them. A class centre with no member stays zero (the reference gives NaN).
 * Audio/vision lengths are ignored (tuples ``(features, lengths)`` are accepted and unpacked); the
   LSTMs run over the padded sequences and the time max-pool includes padded steps, as in the reference.
 """
