@@ -12,6 +12,8 @@ from dar_mmsa.training.almt import ALMTTrainer
 
 SHAPES = {"mosi": ([768, 5, 20], 375, 500), "mosei": ([768, 74, 35], 500, 500)}
 SPEC_PARAMETERS = {"mosi": 2_603_649, "mosei": 3_223_041}  # spec §3.1, BERT excluded
+# training-run tests use the aligned_50 files (T = 50 instead of 375/500): ~10x less compute on CPU
+ALIGNED = {"need_data_aligned": True, "featurePath": "MOSI/Processed/aligned_50.pkl"}
 SPEC_POSITIONS = {  # spec §3.1: learnable positional-embedding shapes
     "mosi": {"text": (1, 58, 128), "audio": (1, 383, 128), "vision": (1, 508, 128)},
     "mosei": {"text": (1, 58, 128), "audio": (1, 508, 128), "vision": (1, 508, 128)},
@@ -92,6 +94,7 @@ def test_trainer_uses_mse_one_adamw_group_and_warmup(tiny_bert):
     assert {id(p) for p in group["params"]} == {id(p) for p in model.parameters()}  # BERT included
     (scheduler,) = trainer.build_schedulers(optimizers)
     assert optimizer.param_groups[0]["lr"] == 0.0  # the reference's first epoch runs at lr 0
+    optimizer.step()
     scheduler.step()
     assert optimizer.param_groups[0]["lr"] == pytest.approx(1e-4 / 20)
 
@@ -114,25 +117,51 @@ def test_epoch_cap_and_schedule_switches(tiny_bert):
     assert optimizer.param_groups[0]["lr"] == pytest.approx(1e-4 / 20)
 
 
-def test_max_epochs_is_not_a_cap_early_stopping_ends_training(run_kwargs):
+class _Samples(torch.utils.data.Dataset):
+    """A few MMSA-style samples (text, audio, vision, labels, index) for loop-level tests."""
+
+    def __init__(self, n=6):
+        torch.manual_seed(0)
+        self.audio, self.labels = torch.randn(n, 4, 5), torch.randn(n, 1)
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        return {"text": text_batch(1)[0], "audio": self.audio[i], "vision": torch.zeros(4, 20), "index": i,
+                "labels": {"M": self.labels[i]}}
+
+
+class _AudioMean(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.linear = torch.nn.Linear(5, 1)
+
+    def forward(self, text, audio, vision):
+        return self.linear(audio.mean(dim=1))
+
+
+def test_max_epochs_is_not_a_cap_early_stopping_ends_training(tiny_bert, tmp_path):
     """With lr 0 the validation loss never improves after epoch 1: training stops at epoch
     1 + early_stop, past max_epochs (which only shapes the schedule)."""
-    from dar_mmsa.runner import build_args, build_model, build_trainer, load_data
-
-    torch.manual_seed(0)
-    args = build_args("almt", "mosi", overrides={"max_epochs": 1, "early_stop": 2, "batch_size": 16,
-                                                 "learning_rate": 0.0}, **run_kwargs)
-    loaders = load_data(args)
-    history = build_trainer(args).do_train(build_model(args), loaders, return_epoch_results=True)
+    loader = torch.utils.data.DataLoader(_Samples(), batch_size=3)
+    args = model_args("mosi", tiny_bert, max_epochs=1, early_stop=2, learning_rate=0.0,
+                      model_save_path=tmp_path / "m.pth")
+    history = ALMTTrainer(args).do_train(_AudioMean(), {"train": loader, "valid": loader},
+                                         return_epoch_results=True)
     assert len(history["valid"]) == 3
+    args.update(epoch_cap=2, early_stop=32)
+    history = ALMTTrainer(args).do_train(_AudioMean(), {"train": loader, "valid": loader},
+                                         return_epoch_results=True)
+    assert len(history["valid"]) == 2
 
 
 def test_short_training_lowers_validation_loss(run_kwargs):
     from dar_mmsa.runner import build_args, build_model, build_trainer, load_data
 
     torch.manual_seed(0)
-    args = build_args("almt", "mosi", overrides={"max_epochs": 10, "epoch_cap": 4, "batch_size": 8,
-                                                 "skip_zero_lr_epoch": True}, **run_kwargs)
+    args = build_args("almt", "mosi", overrides=dict(ALIGNED, max_epochs=10, epoch_cap=4, batch_size=8,
+                                                     skip_zero_lr_epoch=True), **run_kwargs)
     loaders = load_data(args)
     model, trainer = build_model(args), build_trainer(args)
     assert isinstance(trainer, ALMTTrainer)
@@ -150,7 +179,7 @@ def test_mmsa_run(tiny_bert, synthetic_root, tmp_path):
     config = build_config()
     config["datasetCommonParams"]["dataset_root_dir"] = synthetic_root
     config["almt"]["datasetParams"]["mosi"].update(pretrained=tiny_bert, batch_size=8)
-    config["almt"]["commonParams"].update(max_epochs=2, epoch_cap=2)
+    config["almt"]["commonParams"].update(max_epochs=2, epoch_cap=2, need_data_aligned=True)  # aligned: fast
     config_file = tmp_path / "config.json"
     config_file.write_text(json.dumps(config))
     MMSA.MMSA_run("almt", "mosi", config_file=str(config_file), seeds=[1111], gpu_ids=[], num_workers=0,
