@@ -136,7 +136,8 @@ def _prepare_inputs(settings: _Settings, *, data_root, pretrained, quick: bool) 
     if pretrained is None and quick:
         from ..text_encoder import write_tiny_bert
 
-        pretrained = write_tiny_bert(cache / "tiny-bert", num_layers=1)
+        with contextlib.redirect_stderr(io.StringIO()):  # transformers' shard-writing progress bar
+            pretrained = write_tiny_bert(cache / "tiny-bert", num_layers=1)
     settings.pretrained = None if pretrained is None else str(pretrained)
 
 
@@ -225,13 +226,13 @@ def _json_safe(args: Mapping) -> dict:
 
 
 class _LogStream(io.TextIOBase):
-    """stderr during a run, into the run's log file; progress-bar redraws (``\\r``) are dropped."""
+    """stderr during a run, into the run's log file; progress-bar redraws (``\\r``, cursor moves) are dropped."""
 
     def __init__(self, handle):
         self.handle = handle
 
     def write(self, text):
-        if "\r" not in text:
+        if "\r" not in text and "\x1b[" not in text:
             self.handle.write(text)
         return len(text)
 
@@ -383,8 +384,8 @@ def _to_csv(frame: pd.DataFrame, path: Path) -> Path:
 def _conditions_label(conditions: Sequence[Condition]) -> str:
     labels = [c.label for c in conditions]
     if all(c.rate is not None for c in conditions):
-        return f"missing rates {{{', '.join(labels)}}}"
-    return f"per-modality missing rates {{{'; '.join(labels)}}}"
+        return f"missing rate{'s' * (len(labels) > 1)} {', '.join(labels)}"
+    return f"per-modality missing rates {'; '.join(labels)}"
 
 
 def _write_reports(settings: _Settings, planned: Sequence[_PlannedRun], *, with_reported: bool, say) -> BenchmarkResult:

@@ -48,7 +48,8 @@ def _rate(value) -> float:
 
 
 def _fmt(rate: float) -> str:
-    return f"{rate:g}"
+    """0.0, 0.3, 0.25: one decimal at least, more only when needed."""
+    return f"{rate:.1f}" if round(rate, 1) == rate else f"{rate:g}"
 
 
 def subset_label(present: Sequence[bool]) -> str:

@@ -192,7 +192,17 @@ class DAR(nn.Module):
     * padding: the model is given no audio/vision lengths (AMIO passes only the three tensors) and a
       zero frame may be padding or a dropped frame, so audio/vision steps all count; text uses its
       attention mask (corruption never changes it), pooled to t, as time-averaging weights for z
-      (L_sim) and for the bootstrap head. Attention itself is unmasked, as in the paper.
+      (L_sim) and for the bootstrap head. Attention itself is unmasked, as in the paper;
+    * losses (:mod:`dar_mmsa.models.dar_losses`): InfoNCE with cosine similarity, tau = 0.1, the
+      positive kept in its own denominator; common pairs CLIP-style (candidates = the other
+      modality's samples), symmetric, mean over the 3 modality pairs; independent pairs: positives =
+      the other samples of the same modality, negatives = every sample of the other two modalities.
+      CLUB per step (log q summed over d, mean over steps and samples) over all B^2 pairs of Eq. 9
+      (j = i included) in closed form; one q_theta per modality, L_diff summed over modalities.
+      L_re and L_recon: mean squared error per term, summed over modalities (and, for L_recon, over
+      com, spec and the aligned input); targets of L_recon not detached (``detach_recon_targets``).
+      Loss(y, .) = L1. The ablation switches ``use_sim_loss``, ``use_diff_loss``,
+      ``use_recon_loss``, ``use_boot_loss`` drop their weighted term (Table 2).
     """
 
     def __init__(self, args):

@@ -8,7 +8,7 @@ weights that sum to 1 over t.
 from __future__ import annotations
 
 import math
-from typing import Dict, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -161,8 +161,3 @@ def total_loss(terms: Mapping[str, torch.Tensor], *, alpha: float, beta: float, 
     if use_recon:
         loss = loss + beta * terms["recon"]
     return loss
-
-
-def loss_values(terms: Mapping[str, torch.Tensor]) -> Dict[str, float]:
-    """The terms as plain floats, for logging."""
-    return {name: float(value.detach()) for name, value in terms.items()}

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
+from ..models.dar import hyperparameter
 from ..models.dar_losses import total_loss
 from .base import Trainer, epoch_seed
 
@@ -48,7 +49,8 @@ class DARTrainer(Trainer):
         self.grad_clip = float(args.get("grad_clip") or 0.0)
         self.use_diff = bool(args.get("use_diff_loss", True))
         self.loss_options = dict(
-            alpha=float(args["alpha"]), beta=float(args["beta"]), lam=float(args["lambda_decouple"]),
+            alpha=float(hyperparameter(args, "alpha")), beta=float(hyperparameter(args, "beta")),
+            lam=float(hyperparameter(args, "lambda_decouple")),
             use_sim=bool(args.get("use_sim_loss", True)), use_diff=self.use_diff,
             use_recon=bool(args.get("use_recon_loss", True)), use_boot=bool(args.get("use_boot_loss", True)),
         )
@@ -56,9 +58,10 @@ class DARTrainer(Trainer):
     # ------------------------------------------------------------------ hooks
     def build_optimizers(self, model: nn.Module):
         net = unwrap(model)
-        main = torch.optim.AdamW(net.main_parameters(), lr=float(self.args["learning_rate"]),
-                                 weight_decay=float(self.args["weight_decay"]))
-        variational = torch.optim.Adam(net.variational_parameters(), lr=float(self.args["club_learning_rate"]))
+        main = torch.optim.AdamW(net.main_parameters(), lr=float(hyperparameter(self.args, "learning_rate")),
+                                 weight_decay=float(hyperparameter(self.args, "weight_decay")))
+        variational = torch.optim.Adam(net.variational_parameters(),
+                                       lr=float(hyperparameter(self.args, "club_learning_rate")))
         return [main, variational]
 
     def valid_rate(self) -> float:
