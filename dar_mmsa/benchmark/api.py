@@ -41,7 +41,7 @@ from .grid import (DEFAULT_DROP_RATES, DEFAULT_RATES, DEFAULT_SEEDS, Condition, 
 from .store import ResultStore, write_atomic
 
 QUICK_MODELS = ("dar", "misa")
-QUICK_SEEDS = (1111,)
+QUICK_SEEDS = DEFAULT_SEEDS  # cheap enough: the quick Table 1 averages 3 seeds like the paper
 QUICK_SCALE = 0.1  # of the real split sizes: MOSI 128 / 23 / 69 samples
 QUICK_OVERRIDES = {"max_epochs": 2, "batch_size": 16}
 DEFAULT_MODELS = ("dar", "misa", "self_mm")
@@ -368,9 +368,10 @@ def _execute(planned: Sequence[_PlannedRun], settings: _Settings, *, progress: b
                         raise
                 trained, evaluated = trained + t, evaluated + e
             except Exception as exc:
-                message = f"error: {title} failed ({type(exc).__name__}: {exc}); see {log_path}"
+                message = " ".join(f"error: {title} failed ({type(exc).__name__}: {exc}); see {log_path}".split())
                 failures.append(message)
-                say(" ".join(message.split()))
+                with bar.external_write_mode(file=sys.stderr):
+                    say(message)
             bar.update(1)
     return trained, evaluated, failures
 
@@ -505,6 +506,12 @@ def run(models: Optional[Sequence[str]] = None, datasets: Sequence[str] = ("mosi
     models, datasets = _models(models or DEFAULT_MODELS), tuple(dict.fromkeys(check_dataset(d) for d in datasets))
     if not datasets:
         raise ConfigError(f"no datasets given: choose from {', '.join(DATASETS)}")
+    if rates_per_modality and rates is not None:
+        raise ConfigError("give --rates or --rates-per-modality, not both (per-modality settings replace the rate grid)")
+    if rates_per_modality and protocol == "inter":
+        raise ConfigError("--rates-per-modality belongs to the intra-modal protocol: use --protocol intra or all")
+    if drop_rates is not None and protocol == "intra":
+        raise ConfigError("--drop-rates belongs to the inter-modal protocol: use --protocol inter or all")
     settings_per_modality = None
     if rates_per_modality:
         tokens = [t for t in rates_per_modality if isinstance(t, str)]

@@ -272,7 +272,7 @@ class DAR(nn.Module):
         uniform = torch.full_like(text_w, 1.0 / steps)
         return {"text": text_w, "audio": uniform, "vision": uniform}
 
-    def decouple(self, text: torch.Tensor, audio: torch.Tensor, vision: torch.Tensor) -> Dict[str, Dict[str, torch.Tensor]]:
+    def decouple(self, text: torch.Tensor, audio: torch.Tensor, vision: torch.Tensor) -> Dict[str, Dict]:
         """Alignment and the two encoders (Eq. 1): {"aligned", "com", "spec"} -> {modality: (B, t, d)}."""
         raw = {"text": self.text_encoder(text), "audio": audio, "vision": vision}
         aligned = {m: self.align[m](raw[m]) for m in MODALITIES}
