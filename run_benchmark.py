@@ -30,9 +30,11 @@ def build_parser() -> argparse.ArgumentParser:
     grid = parser.add_argument_group("grid")
     grid.add_argument("--models", nargs="+", metavar="MODEL", help="models to run (default: dar misa self_mm; "
                       "with --quick: dar misa); --list-models lists them")
-    grid.add_argument("--datasets", nargs="+", default=["mosi"], metavar="DATASET", help="mosi and/or mosei (default: mosi)")
-    grid.add_argument("--seeds", nargs="+", metavar="SEED", help="training seeds (default: 1111 1112 1113; with --quick: 1111)")
-    grid.add_argument("--rates", nargs="+", metavar="RATE", help="test missing rates in [0, 1] (default: 0.0 0.1 ... 0.9)")
+    grid.add_argument("--datasets", nargs="+", default=["mosi"], metavar="DATASET",
+                      help="mosi and/or mosei (default: mosi)")
+    grid.add_argument("--seeds", nargs="+", metavar="SEED", help="training seeds (default: 1111 1112 1113)")
+    grid.add_argument("--rates", nargs="+", metavar="RATE",
+                      help="test missing rates in [0, 1] (default: 0.0 0.1 ... 0.9)")
     grid.add_argument("--protocol", default="intra", choices=("intra", "inter", "all"),
                       help="intra: missing positions (Table 1); inter: modality subsets and random "
                            "whole-modality drop; all: both (default: intra)")

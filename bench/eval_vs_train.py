@@ -33,7 +33,8 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=1111)
     parser.add_argument("--epochs", type=int, default=10, help="training epochs (default 10)")
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--scale", type=float, default=0.1, help="synthetic data size, as a fraction of the real splits")
+    parser.add_argument("--scale", type=float, default=0.1,
+                        help="synthetic data size, as a fraction of the real splits")
     parser.add_argument("--data-root", help="real MMSA data root (default: synthetic data in a temporary folder)")
     parser.add_argument("--pretrained", help="local BERT (default: a tiny random BERT)")
     parser.add_argument("--device", default="cpu")
@@ -83,7 +84,8 @@ def main(argv=None) -> int:
           f"train/valid/test {sizes['train']}/{sizes['valid']}/{sizes['test']}, {args.device})")
     print(f"one training run ({args.epochs} epochs):   {train_s:8.2f} s")
     print(f"evaluation at {len(DEFAULT_RATES)} missing rates: {eval_s:8.2f} s "
-          f"({eval_s / len(DEFAULT_RATES):.2f} s per rate; as much as {eval_s / train_s * args.epochs:.1f} training epochs)")
+          f"({eval_s / len(DEFAULT_RATES):.2f} s per rate; "
+          f"as much as {eval_s / train_s * args.epochs:.1f} training epochs)")
     print(f"evaluation / training = {eval_s / train_s:.3f}")
     return 0
 

@@ -185,8 +185,7 @@ def _atio_get_train(original):
         entry = _MODELS.get(args["model_name"])
         if entry is not None:
             return entry.trainer_class()(args)
-        trainer = original(self, args)
-        return capped_trainer(trainer, args["max_epochs"]) if args.get("max_epochs") else trainer
+        return mmsa_trainer(original(self, args), args.get("max_epochs"))
 
     return getTrain
 
@@ -225,18 +224,23 @@ class _CappedLoader:
         return getattr(self.loader, name)
 
 
-def capped_trainer(trainer, max_epochs: int):
-    """Stop an MMSA trainer (which only stops early) after ``max_epochs`` validated epochs.
+def mmsa_trainer(trainer, max_epochs: Optional[int] = None):
+    """MMSA's own trainer, with two fixes.
 
-    Epochs are counted by validation calls, not by passes over the train loader, because
-    Self-MM also loops over it once to initialise its labels. The best checkpoint so far
-    stays where the trainer saved it.
+    * ``do_test(model, ...)`` evaluates ``model``: MMIM's evaluates ``self.model`` (whatever its
+      ``do_train`` last saw), so a freshly loaded checkpoint would be ignored.
+    * With ``max_epochs``, training stops after that many validated epochs (MMSA's trainers only stop
+      early). Epochs are counted by validation calls, not by passes over the train loader, because
+      Self-MM also loops over it once to initialise its labels. The best checkpoint so far stays where
+      the trainer saved it.
     """
     validations = [0]
     do_train, do_test = trainer.do_train, trainer.do_test
 
-    def counting_test(model, loader, mode="VAL", *args, **kwargs):
+    def evaluated_test(model, loader, mode="VAL", *args, **kwargs):
         validations[0] += mode == "VAL"
+        if hasattr(trainer, "model"):
+            trainer.model = model
         return do_test(model, loader, mode, *args, **kwargs)
 
     def capped_train(model, dataloader, *args, **kwargs):
@@ -247,7 +251,9 @@ def capped_trainer(trainer, max_epochs: int):
         except MaxEpochsReached:
             return None
 
-    trainer.do_test, trainer.do_train = counting_test, capped_train
+    trainer.do_test = evaluated_test
+    if max_epochs:
+        trainer.do_train = capped_train
     return trainer
 
 

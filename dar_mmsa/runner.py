@@ -5,6 +5,8 @@ The benchmark harness and the tests build on these functions; ``MMSA.MMSA_run`` 
 """
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 from typing import Optional
 
@@ -26,6 +28,15 @@ def resolve_device(device: str = "auto") -> torch.device:
     return dev
 
 
+def dataset_params(config_file, dataset: str, aligned: bool) -> dict:
+    """``datasetCommonParams[dataset][aligned|unaligned]`` with ``featurePath`` under ``dataset_root_dir``."""
+    with open(config_file) as f:
+        common = json.load(f)["datasetCommonParams"]
+    params = dict(common[dataset]["aligned" if aligned else "unaligned"])
+    params["featurePath"] = os.path.join(common["dataset_root_dir"], params["featurePath"])
+    return params
+
+
 def build_args(model: str, dataset: str, *, config_file=None, data_root=None, pretrained=None,
                device="cpu", seed: int = 1111, save_path=None, overrides: Optional[dict] = None):
     """MMSA's merged config for one run, with data root, BERT path, device and seed filled in."""
@@ -45,6 +56,9 @@ def build_args(model: str, dataset: str, *, config_file=None, data_root=None, pr
                           f"regenerate it with python -m dar_mmsa.config --write") from None
     if overrides:
         args.update(overrides)
+        if "need_data_aligned" in overrides:  # MMSA picks the pickle from this key when it loads the config
+            args.update(dataset_params(config_file, dataset, bool(overrides["need_data_aligned"])))
+            args.update(overrides)
     if data_root is not None:
         parts = Path(args["featurePath"]).parts[-3:]  # <DATASET>/Processed/<file>.pkl
         args["featurePath"] = str(Path(data_root, *parts))

@@ -166,7 +166,9 @@ def test_inter_protocol_reuses_the_checkpoint(bench):
 
 
 def test_per_modality_rates_are_their_own_condition(bench):
-    result, _ = bench.again(rates_per_modality=["l=0.0", "a=0.5", "v=0.5"], eval_only=True)
+    with pytest.raises(ConfigError, match="not both"):
+        bench.again(rates_per_modality=["l=0.0", "a=0.5", "v=0.5"])
+    result, _ = bench.again(rates=None, rates_per_modality=["l=0.0", "a=0.5", "v=0.5"], eval_only=True)
     assert (result.trained, result.evaluated) == (0, 1)
     assert list(result.per_condition["condition"]) == ["intra-l0.0-a0.5-v0.5"]
     stored = json.loads((bench.root / "store" / "runs" / result.evaluations["run_id"][0] / "evals" /

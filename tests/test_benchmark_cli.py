@@ -43,9 +43,11 @@ def test_user_errors(tmp_path, synthetic_root, tiny_bert, env, capsys, monkeypat
     ok = ["--data-root", synthetic_root, "--pretrained", tiny_bert]
     cases = {
         "unknown model": (cli(*common, *ok, "--models", "nope"), "unknown model 'nope': choose one of"),
-        "unknown dataset": (cli(*common, *ok, "--datasets", "iemocap"), "unknown dataset 'iemocap': choose one of mosi, mosei"),
+        "unknown dataset": (cli(*common, *ok, "--datasets", "iemocap"),
+                            "unknown dataset 'iemocap': choose one of mosi, mosei"),
         "rate outside [0, 1]": (cli(*common, *ok, "--rates", "0.2", "1.5"), "missing rate 1.5 is outside [0, 1]"),
-        "missing pickle": (cli(*common, "--data-root", empty_root, "--pretrained", tiny_bert), "feature file not found"),
+        "missing pickle": (cli(*common, "--data-root", empty_root, "--pretrained", tiny_bert),
+                           "feature file not found"),
         "malformed pickle": (cli(*common, "--data-root", bad_root, "--pretrained", tiny_bert), "cannot unpickle"),
         "missing BERT": (cli(*common, "--data-root", synthetic_root, "--pretrained", tmp_path / "no-bert"), "BERT"),
         "output not writable": (cli(*common, *ok, "--out", blocker / "results"), "is not writable"),

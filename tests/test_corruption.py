@@ -20,8 +20,8 @@ def make_split(n=400, seed=0, t_audio=40, t_vision=30):
         text[i, 0, 0], text[i, 0, 1:k - 1], text[i, 0, k - 1] = CLS, rng.integers(104, 1000, k - 2), SEP
         text[i, 1, :k] = 1
     audio_len, vision_len = rng.integers(1, t_audio + 1, n), rng.integers(1, t_vision + 1, n)
-    audio = rng.normal(size=(n, t_audio, 5)).astype(np.float32) * (np.arange(t_audio)[None, :, None] < audio_len[:, None, None])
-    vision = rng.normal(size=(n, t_vision, 7)).astype(np.float32) * (np.arange(t_vision)[None, :, None] < vision_len[:, None, None])
+    audio = rng.normal(size=(n, t_audio, 5)) * (np.arange(t_audio)[None, :, None] < audio_len[:, None, None])
+    vision = rng.normal(size=(n, t_vision, 7)) * (np.arange(t_vision)[None, :, None] < vision_len[:, None, None])
     return {"text_bert": text, "audio": audio.astype(np.float32), "vision": vision.astype(np.float32),
             "audio_lengths": audio_len, "vision_lengths": vision_len}
 

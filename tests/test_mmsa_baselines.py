@@ -48,3 +48,28 @@ def train_with_spy(args, loaders, calls):
     trainer.do_test = spy
     trainer.do_train(model, loaders)
     return load_checkpoint(model, args), trainer
+
+
+def test_mmsa_do_test_evaluates_the_model_it_is_given(run_kwargs):
+    """MMIM's do_test used ``self.model`` from its do_train; a checkpoint loaded later was ignored."""
+    import torch
+
+    from dar_mmsa.runner import build_args, build_model, load_data, train
+
+    args = build_args("mmim", "mosi", overrides=SHORT["mmim"], **run_kwargs)
+    loaders = load_data(args)
+    trained, trainer = train(args, loaders)
+    torch.manual_seed(7)
+    other = build_model(args)  # a different, untrained MMIM
+    assert trainer.do_test(trained, loaders["test"], mode="TEST") != trainer.do_test(other, loaders["test"],
+                                                                                     mode="TEST")
+
+
+def test_aligned_override_switches_the_pickle(run_kwargs):
+    from dar_mmsa.runner import build_args
+
+    unaligned = build_args("misa", "mosi", **run_kwargs)
+    aligned = build_args("misa", "mosi", overrides={"need_data_aligned": True}, **run_kwargs)
+    assert unaligned["featurePath"].endswith("MOSI/Processed/unaligned_50.pkl")
+    assert aligned["featurePath"].endswith("MOSI/Processed/aligned_50.pkl")
+    assert aligned["featurePath"].startswith(run_kwargs["data_root"]) and list(aligned["seq_lens"]) == [50, 50, 50]

@@ -60,7 +60,8 @@ def _ordered(frame: pd.DataFrame, model_order: Sequence[str], condition_order: S
     return frame.iloc[order].reset_index(drop=True)
 
 
-def per_condition(frame: pd.DataFrame, model_order: Sequence[str] = (), condition_order: Sequence[str] = ()) -> pd.DataFrame:
+def per_condition(frame: pd.DataFrame, model_order: Sequence[str] = (),
+                  condition_order: Sequence[str] = ()) -> pd.DataFrame:
     """Mean and std over seeds per (dataset, model, condition): columns ``<metric>_mean``/``_std``."""
     groups = ["dataset", "model", "display_name", *CONDITION_COLUMNS]
     rows = []

@@ -31,7 +31,7 @@ import pandas as pd
 import torch
 
 from .. import runner
-from ..errors import ConfigError, DarMmsaError
+from ..errors import ConfigError
 from ..registry import DATASETS, ENV_DATA_ROOT, check_dataset, check_model, list_models, our_models
 from ..report.names import model_display_name
 from . import aggregate
@@ -43,7 +43,7 @@ from .store import ResultStore, write_atomic
 QUICK_MODELS = ("dar", "misa")
 QUICK_SEEDS = DEFAULT_SEEDS  # cheap enough: the quick Table 1 averages 3 seeds like the paper
 QUICK_SCALE = 0.1  # of the real split sizes: MOSI 128 / 23 / 69 samples
-QUICK_OVERRIDES = {"max_epochs": 2, "batch_size": 16}
+QUICK_OVERRIDES = {"max_epochs": 2, "epoch_cap": 2, "batch_size": 16}  # epoch_cap: ALMT (max_epochs shapes its schedule)
 DEFAULT_MODELS = ("dar", "misa", "self_mm")
 logger = logging.getLogger("dar_mmsa.benchmark")
 
@@ -104,11 +104,14 @@ def _default_name(quick: bool, synthetic: bool) -> str:
     return "synthetic" if synthetic else "default"
 
 
-def _synthetic_root(cache: Path, datasets: Sequence[str], scale: float) -> Path:
-    """A synthetic data root under ``cache`` holding ``datasets`` at ``scale`` (written once)."""
+def _synthetic_root(cache: Path, scale: float) -> Path:
+    return cache / f"synthetic-scale{scale:g}"
+
+
+def _write_synthetic(root: Path, datasets: Sequence[str], scale: float) -> None:
+    """Make sure ``root`` holds synthetic ``datasets`` at ``scale`` (written once, then reused)."""
     from ..data.synthetic import feature_path, read_marker, write_synthetic
 
-    root = cache / f"synthetic-scale{scale:g}"
     marker = read_marker(root) or {}
     done = marker.get("datasets", {}) if isinstance(marker.get("datasets"), dict) else {}
     missing = [d for d in datasets
@@ -116,29 +119,38 @@ def _synthetic_root(cache: Path, datasets: Sequence[str], scale: float) -> Path:
                or not all(feature_path(root, d, a).is_file() for a in (False, True))]
     if missing:
         write_synthetic(root, datasets=tuple(missing), scale=scale, seed=0)
-    return root
 
 
-def _prepare_inputs(settings: _Settings, *, data_root, pretrained, quick: bool) -> None:
-    """Data root and BERT: the given ones, or synthetic data / a tiny BERT in the cache."""
-    from ..data.synthetic import is_synthetic_root
+def _prepare_inputs(settings: _Settings, *, data_root, pretrained, quick: bool) -> Optional[float]:
+    """Data root and BERT: the given ones, or (paths for) synthetic data and a tiny BERT in the cache.
 
+    Returns the scale of the synthetic data still to be written (after the cheap checks), or None.
+    """
     cache = settings.store.root.parent / ".cache"
     root = data_root or os.environ.get(ENV_DATA_ROOT) or None
+    scale = None
     if root is None:
-        root = _synthetic_root(cache, settings.datasets, QUICK_SCALE if quick else 1.0)
+        scale = QUICK_SCALE if quick else 1.0
+        root = _synthetic_root(cache, scale)
     root = Path(root).expanduser()
-    if not root.is_dir():
+    if scale is None and not root.is_dir():
         raise ConfigError(f"data root {root} is not a directory: pass --data-root pointing at the folder "
                           f"holding MOSI/ and MOSEI/")
     settings.data_root = root
-    settings.synthetic = is_synthetic_root(root)
+    settings.synthetic = scale is not None or _is_synthetic(root)
     if pretrained is None and quick:
         from ..text_encoder import write_tiny_bert
 
         with contextlib.redirect_stderr(io.StringIO()):  # transformers' shard-writing progress bar
             pretrained = write_tiny_bert(cache / "tiny-bert", num_layers=1)
     settings.pretrained = None if pretrained is None else str(pretrained)
+    return scale
+
+
+def _is_synthetic(root) -> bool:
+    from ..data.synthetic import is_synthetic_root
+
+    return is_synthetic_root(root)
 
 
 def _build_args(settings: _Settings, model: str, dataset: str, seed: int, save_path=None):
@@ -147,16 +159,15 @@ def _build_args(settings: _Settings, model: str, dataset: str, seed: int, save_p
                              save_path=save_path, overrides=settings.overrides)
 
 
-def _check_data(args, dataset: str, checked: Dict[str, dict]) -> dict:
-    """Validate the feature pickle a run reads (once per file); returns its data description."""
+def _data_description(args, dataset: str, checked: Dict[str, dict]) -> dict:
+    """Validate the feature pickle a run reads (once per file); returns path, fingerprint, synthetic."""
     from ..data.features import fingerprint, load_features
-    from ..data.synthetic import is_synthetic_root
 
     path = Path(args["featurePath"])
     if str(path) not in checked:
         load_features(path, dataset, aligned=bool(args.get("need_data_aligned")), use_bert=bool(args.get("use_bert")))
         checked[str(path)] = {"feature_path": str(path), "fingerprint": fingerprint(path),
-                              "synthetic": is_synthetic_root(path.parents[2])}
+                              "synthetic": _is_synthetic(path.parents[2])}
     return checked[str(path)]
 
 
@@ -164,12 +175,12 @@ def _check_data(args, dataset: str, checked: Dict[str, dict]) -> dict:
 class _PlannedRun:
     run: TrainingRun
     args: dict
-    data: dict
+    data: dict = field(default_factory=dict)
 
 
 def _plan(settings: _Settings) -> List[_PlannedRun]:
-    """Build and validate every run's arguments before anything is trained."""
-    planned, checked = [], {}
+    """Every run's arguments (config entry, BERT and device checked) before any data is touched."""
+    planned = []
     for dataset in settings.datasets:
         for model in settings.models:
             for seed in settings.seeds:
@@ -177,10 +188,16 @@ def _plan(settings: _Settings) -> List[_PlannedRun]:
                 if not args.get("use_bert"):
                     raise ConfigError(f"model '{model}' reads GloVe text features: the protocol corrupts BERT "
                                       f"token ids ([UNK]), so use a BERT model (e.g. misa, self_mm, mmim, tfr_net)")
-                data = _check_data(args, dataset, checked)
-                run = TrainingRun(model, dataset, seed, training_config_hash(args), settings.conditions)
-                planned.append(_PlannedRun(run, args, data))
+                planned.append(_PlannedRun(TrainingRun(model, dataset, seed, training_config_hash(args),
+                                                       settings.conditions), args))
     return planned
+
+
+def _check_data(planned: Sequence[_PlannedRun]) -> None:
+    """Validate and fingerprint every feature pickle the runs read."""
+    checked: Dict[str, dict] = {}
+    for p in planned:
+        p.data = _data_description(p.args, p.run.dataset, checked)
 
 
 def _check_store(settings: _Settings, planned: Sequence[_PlannedRun], eval_only: bool) -> None:
@@ -287,7 +304,8 @@ def _write_importance(store: ResultStore, run_id: str, key: str, columns: dict) 
     return path
 
 
-def _execute_run(p: _PlannedRun, settings: _Settings, loaders_cache: _Loaders, versions: dict, status) -> Tuple[int, int]:
+def _execute_run(p: _PlannedRun, settings: _Settings, loaders_cache: _Loaders, versions: dict,
+                 status) -> Tuple[int, int]:
     """Train (if needed) and evaluate one run under its pending conditions; returns (trained, evaluated)."""
     store, run = settings.store, p.run
     record = store.training(run.run_id)
@@ -461,7 +479,8 @@ def summary_text(result: BenchmarkResult, seeds: Sequence[int]) -> str:
         header = f"{'dataset':8} {'model':32} " + " ".join(f"{c:>6}" for c in cols)
         lines += [header, "-" * len(header)]
         for _, r in result.inter.iterrows():
-            lines.append(f"{r['dataset']:8} {r['display_name'][:32]:32} " + " ".join(f"{_fmt_pct(r[c]):>6}" for c in cols))
+            cells = " ".join(f"{_fmt_pct(r[c]):>6}" for c in cols)
+            lines.append(f"{r['dataset']:8} {r['display_name'][:32]:32} {cells}")
     if not lines:
         lines.append("no finished evaluations to report")
     lines += ["", f"{result.trained} training run(s) and {result.evaluated} evaluation(s) done now; "
@@ -470,8 +489,9 @@ def summary_text(result: BenchmarkResult, seeds: Sequence[int]) -> str:
 
 
 # ----------------------------------------------------------------------------- entry point
-def run(models: Optional[Sequence[str]] = None, datasets: Sequence[str] = ("mosi",), seeds: Optional[Sequence[int]] = None,
-        rates: Optional[Sequence[float]] = None, *, protocol: str = "intra", drop_rates: Optional[Sequence[float]] = None,
+def run(models: Optional[Sequence[str]] = None, datasets: Sequence[str] = ("mosi",),
+        seeds: Optional[Sequence[int]] = None, rates: Optional[Sequence[float]] = None, *, protocol: str = "intra",
+        drop_rates: Optional[Sequence[float]] = None,
         rates_per_modality: Optional[Sequence] = None, data_root=None, pretrained=None, device: str = "auto",
         out="results", name: Optional[str] = None, quick: bool = False, eval_only: bool = False, config_file=None,
         overrides: Optional[Mapping] = None, with_reported: bool = False, progress: bool = True,
@@ -480,7 +500,7 @@ def run(models: Optional[Sequence[str]] = None, datasets: Sequence[str] = ("mosi
 
     Args:
         models, datasets, seeds: the grid (defaults: ``dar misa self_mm`` -- ``dar misa`` with
-            ``quick`` --, ``mosi``, seeds 1111 1112 1113 -- 1111 with ``quick``).
+            ``quick`` --, ``mosi``, seeds 1111 1112 1113).
         rates: test missing rates of the intra-modal protocol (default 0.0 .. 0.9).
         protocol: ``intra`` (Table 1), ``inter`` (modality subsets + random whole-modality drop
             at ``drop_rates``, default 0.1 .. 0.7) or ``all``.
@@ -507,7 +527,8 @@ def run(models: Optional[Sequence[str]] = None, datasets: Sequence[str] = ("mosi
     if not datasets:
         raise ConfigError(f"no datasets given: choose from {', '.join(DATASETS)}")
     if rates_per_modality and rates is not None:
-        raise ConfigError("give --rates or --rates-per-modality, not both (per-modality settings replace the rate grid)")
+        raise ConfigError("give --rates or --rates-per-modality, not both "
+                          "(per-modality settings replace the rate grid)")
     if rates_per_modality and protocol == "inter":
         raise ConfigError("--rates-per-modality belongs to the intra-modal protocol: use --protocol intra or all")
     if drop_rates is not None and protocol == "intra":
@@ -523,19 +544,18 @@ def run(models: Optional[Sequence[str]] = None, datasets: Sequence[str] = ("mosi
     config_file = Path(config_file) if config_file else None
     if config_file is not None and not config_file.is_file():
         raise ConfigError(f"config file {config_file} not found: pass an existing --config or omit it")
-    if data_root is None and not os.environ.get(ENV_DATA_ROOT):
-        synthetic = True
-    else:
-        from ..data.synthetic import is_synthetic_root
-
-        synthetic = is_synthetic_root(data_root or os.environ[ENV_DATA_ROOT])
+    synthetic = (data_root is None and not os.environ.get(ENV_DATA_ROOT)) or \
+        _is_synthetic(data_root or os.environ[ENV_DATA_ROOT])
     store = ResultStore(Path(out) / (name or _default_name(quick, synthetic)))
     settings = _Settings(models, datasets, _seeds(seeds or DEFAULT_SEEDS), tuple(conditions),
                          runner.resolve_device(device), config_file, overrides, store)
     settings.store.check_writable()
     with settings.store.lock():
-        _prepare_inputs(settings, data_root=data_root, pretrained=pretrained, quick=quick)
+        synthetic_scale = _prepare_inputs(settings, data_root=data_root, pretrained=pretrained, quick=quick)
         planned = _plan(settings)
+        if synthetic_scale is not None:
+            _write_synthetic(settings.data_root, settings.datasets, synthetic_scale)
+        _check_data(planned)
         _check_store(settings, planned, eval_only)
         trained, evaluated, failures = _execute(planned, settings, progress=progress, say=say)
         result = _write_reports(settings, planned, with_reported=with_reported, say=say)
@@ -545,4 +565,4 @@ def run(models: Optional[Sequence[str]] = None, datasets: Sequence[str] = ("mosi
     return result
 
 
-__all__ = ["run", "BenchmarkResult", "summary_text", "DarMmsaError"]
+__all__ = ["run", "BenchmarkResult", "summary_text"]

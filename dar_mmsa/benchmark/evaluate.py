@@ -121,8 +121,6 @@ def evaluate(model, trainer, dataset, condition: Condition, seed: int, *, batch_
     if hasattr(trainer, "args") and "test_missing_rate" in trainer.args:
         trainer.args["test_missing_rate"] = 0.0
     model.eval()
-    # MMSA's MMIM trainer evaluates ``self.model`` (set by its do_train), not the model it is given
-    trainer.model = model
     results = trainer.do_test(model, loader, mode="TEST")
     importance = collect_importance(model, loader, device) if with_importance else None
     realised = None

@@ -193,7 +193,8 @@ def corrupt_arrays(
         lengths = {
             k: (np.asarray(split[k])[sl] if k in split else None) for k in ("audio_lengths", "vision_lengths")
         }
-        tensors = [torch.from_numpy(np.asarray(split[k][sl], dtype=np.float32)) for k in ("text_bert", "audio", "vision")]
+        tensors = [torch.from_numpy(np.asarray(split[k][sl], dtype=np.float32))
+                   for k in ("text_bert", "audio", "vision")]
         kwargs = dict(rate=rate, seed=seed, sample_index=np.arange(sl.start, sl.stop),
                       audio_lengths=lengths["audio_lengths"], vision_lengths=lengths["vision_lengths"])
         t, a, v = corrupt_batch(*tensors, **kwargs)
@@ -246,11 +247,13 @@ def drop_arrays(split: Mapping[str, np.ndarray], *, present, chunk: int = 1024, 
     out = {k: np.empty_like(split[k], dtype=np.float32) for k in ("text_bert", "audio", "vision")}
     for start in range(0, n, chunk):
         sl = slice(start, min(n, start + chunk))
-        tensors = [torch.from_numpy(np.asarray(split[k][sl], dtype=np.float32)) for k in ("text_bert", "audio", "vision")]
+        tensors = [torch.from_numpy(np.asarray(split[k][sl], dtype=np.float32))
+                   for k in ("text_bert", "audio", "vision")]
         t, a, v = drop_modalities(*tensors, present[sl])
         out["text_bert"][sl], out["audio"][sl], out["vision"][sl] = t.numpy(), a.numpy(), v.numpy()
         if return_masks:
-            lengths = {k: (np.asarray(split[k])[sl] if k in split else None) for k in ("audio_lengths", "vision_lengths")}
+            lengths = {k: (np.asarray(split[k])[sl] if k in split else None)
+                       for k in ("audio_lengths", "vision_lengths")}
             masks = presence_keep_masks(*tensors, present[sl], **lengths)
             for name, mask in masks.items():
                 out.setdefault(f"{name}_keep", np.zeros((n,) + mask.shape[1:], dtype=bool))[sl] = mask

@@ -67,7 +67,8 @@ def _line(ax, x, mean, std, label):
         ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.15, linewidth=0)
 
 
-def figure4(per_cond: pd.DataFrame, stem: Path, *, synthetic: bool, metrics: Sequence[str] = FIGURE4_METRICS) -> List[Path]:
+def figure4(per_cond: pd.DataFrame, stem: Path, *, synthetic: bool,
+            metrics: Sequence[str] = FIGURE4_METRICS) -> List[Path]:
     """Metric against missing rate (intra-modal conditions with one rate); returns the files written."""
     frame = per_cond[(per_cond["protocol"] == "intra") & per_cond["rate"].notna()]
     if frame.empty:

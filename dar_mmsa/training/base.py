@@ -29,6 +29,11 @@ from ..registry import current_seed
 logger = logging.getLogger("MMSA")
 
 
+def unwrap(model: nn.Module) -> nn.Module:
+    """Our model inside MMSA's AMIO wrapper (or the module itself)."""
+    return getattr(model, "Model", model)
+
+
 def epoch_seed(run_seed: int, epoch: int) -> int:
     """Seed of the training masks of one epoch: distinct per epoch, fixed per run."""
     return int(run_seed) * 1_000_003 + int(epoch)

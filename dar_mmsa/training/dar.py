@@ -21,7 +21,7 @@ from torch import nn
 from ..errors import ConfigError
 from ..models.dar import hyperparameter
 from ..models.dar_losses import total_loss
-from .base import Trainer, epoch_seed
+from .base import Trainer, epoch_seed, unwrap
 
 
 def _rate(args, key: str) -> float:
@@ -33,11 +33,6 @@ def _rate(args, key: str) -> float:
     if not 0.0 <= rate <= 1.0:
         raise ConfigError(f"dar: {key} must be a number in [0, 1], got {value!r}")
     return rate
-
-
-def unwrap(model: nn.Module) -> nn.Module:
-    """The DAR module inside MMSA's AMIO wrapper (or the module itself)."""
-    return getattr(model, "Model", model)
 
 
 class DARTrainer(Trainer):

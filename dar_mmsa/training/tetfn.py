@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from .base import Trainer
+from .base import Trainer, unwrap
 
 MODALITIES = ("fusion", "text", "audio", "vision")
 UNIMODAL = MODALITIES[1:]
@@ -147,11 +147,6 @@ def tetfn_parameter_groups(net: nn.Module, args) -> List[Dict]:
         {"params": video, "lr": args["learning_rate_video"], "weight_decay": args["weight_decay_video"]},
         {"params": other, "lr": args["learning_rate_other"], "weight_decay": args["weight_decay_other"]},
     ]
-
-
-def unwrap(model: nn.Module) -> nn.Module:
-    """The TETFN module inside MMSA's AMIO wrapper (or the module itself)."""
-    return getattr(model, "Model", model)
 
 
 # ----------------------------------------------------------------------------- trainer
