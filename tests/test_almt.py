@@ -9,8 +9,9 @@ import torch
 from dar_mmsa.errors import ConfigError
 from dar_mmsa.models.almt import ALMT, DEFAULTS
 from dar_mmsa.training.almt import ALMTTrainer
+from model_inputs import SHAPES, inputs, text_batch  # noqa: F401
+from model_inputs import model_args as shared_model_args
 
-SHAPES = {"mosi": ([768, 5, 20], 375, 500), "mosei": ([768, 74, 35], 500, 500)}
 SPEC_PARAMETERS = {"mosi": 2_603_649, "mosei": 3_223_041}  # spec §3.1, BERT excluded
 # training-run tests use the aligned_50 files (T = 50 instead of 375/500): ~10x less compute on CPU
 ALIGNED = {"need_data_aligned": True, "featurePath": "MOSI/Processed/aligned_50.pkl"}
@@ -21,25 +22,7 @@ SPEC_POSITIONS = {  # spec §3.1: learnable positional-embedding shapes
 
 
 def model_args(dataset, pretrained, **overrides):
-    args = dict(DEFAULTS["commonParams"], **DEFAULTS["datasetParams"][dataset])
-    args.update(pretrained=pretrained, dataset_name=dataset, model_name="almt")
-    args.update(overrides)
-    return args
-
-
-def text_batch(batch=2, length=50, real=(12, 7)):
-    text = torch.zeros(batch, 3, length)
-    for i in range(batch):
-        n = real[i % len(real)]
-        text[i, 0, :n] = torch.randint(110, 500, (n,)).float()
-        text[i, 0, 0], text[i, 0, n - 1] = 101, 102
-        text[i, 1, :n] = 1
-    return text
-
-
-def inputs(dataset, batch=2):
-    dims, t_audio, t_vision = SHAPES[dataset]
-    return text_batch(batch), torch.randn(batch, t_audio, dims[1]), torch.randn(batch, t_vision, dims[2])
+    return shared_model_args(DEFAULTS, "almt", dataset, pretrained, **overrides)
 
 
 def non_bert_parameters(model):

@@ -9,8 +9,9 @@ import torch
 from dar_mmsa.errors import ConfigError
 from dar_mmsa.models.cenet import CENET, DEFAULTS
 from dar_mmsa.training.cenet import CENETTrainer, cenet_parameter_groups
+from model_inputs import SHAPES, inputs, text_batch  # noqa: F401
+from model_inputs import model_args as shared_model_args
 
-SHAPES = {"mosi": ([768, 5, 20], 375, 500), "mosei": ([768, 74, 35], 500, 500)}
 # spec §1.1, instantiated reference: CE, head, unused tag tables (BERT excluded)
 SPEC_CE = {"mosi": 5_925_888, "mosei": 5_990_400}
 SPEC_HEAD = 591_361
@@ -18,25 +19,7 @@ SPEC_TAG_TABLES = 10_752
 
 
 def model_args(dataset, pretrained, **overrides):
-    args = dict(DEFAULTS["commonParams"], **DEFAULTS["datasetParams"][dataset])
-    args.update(pretrained=pretrained, feature_dims=SHAPES[dataset][0], dataset_name=dataset, model_name="cenet")
-    args.update(overrides)
-    return args
-
-
-def text_batch(batch=2, length=50, real=(12, 7)):
-    text = torch.zeros(batch, 3, length)
-    for i in range(batch):
-        n = real[i % len(real)]
-        text[i, 0, :n] = torch.randint(110, 500, (n,)).float()
-        text[i, 0, 0], text[i, 0, n - 1] = 101, 102
-        text[i, 1, :n] = 1
-    return text
-
-
-def inputs(dataset, batch=2):
-    dims, t_audio, t_vision = SHAPES[dataset]
-    return text_batch(batch), torch.randn(batch, t_audio, dims[1]), torch.randn(batch, t_vision, dims[2])
+    return shared_model_args(DEFAULTS, "cenet", dataset, pretrained, **overrides)
 
 
 def non_bert_parameters(model):

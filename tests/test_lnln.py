@@ -14,8 +14,9 @@ from dar_mmsa.models.lnln import DEFAULTS, LNLN
 from dar_mmsa.training.base import epoch_seed
 from dar_mmsa.training.lnln import (LNLNTrainer, completeness_loss, effectiveness_loss, lnln_loss,
                                     training_missing_rates)
+from model_inputs import SHAPES, inputs, text_batch  # noqa: F401
+from model_inputs import model_args as shared_model_args
 
-SHAPES = {"mosi": ([768, 5, 20], 375, 500), "mosei": ([768, 74, 35], 500, 500)}
 # spec §4.1, BERT excluded
 SPEC_TOTAL = {"mosi": 6_483_012, "mosei": 7_102_404}
 SPEC_PARTS = {
@@ -29,25 +30,7 @@ WEIGHTS = {"completeness": 0.9, "adversarial": 0.8, "reconstruction": 0.1, "sent
 
 
 def model_args(dataset, pretrained, **overrides):
-    args = dict(DEFAULTS["commonParams"], **DEFAULTS["datasetParams"][dataset])
-    args.update(pretrained=pretrained, dataset_name=dataset, model_name="lnln")
-    args.update(overrides)
-    return args
-
-
-def text_batch(batch=2, length=50, real=(12, 7)):
-    text = torch.zeros(batch, 3, length)
-    for i in range(batch):
-        n = real[i % len(real)]
-        text[i, 0, :n] = torch.randint(110, 500, (n,)).float()
-        text[i, 0, 0], text[i, 0, n - 1] = 101, 102
-        text[i, 1, :n] = 1
-    return text
-
-
-def inputs(dataset, batch=2):
-    dims, t_audio, t_vision = SHAPES[dataset]
-    return text_batch(batch), torch.randn(batch, t_audio, dims[1]), torch.randn(batch, t_vision, dims[2])
+    return shared_model_args(DEFAULTS, "lnln", dataset, pretrained, **overrides)
 
 
 def count(module):
