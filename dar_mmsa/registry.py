@@ -239,8 +239,7 @@ def mmsa_trainer(trainer, max_epochs: Optional[int] = None):
 
     def evaluated_test(model, loader, mode="VAL", *args, **kwargs):
         validations[0] += mode == "VAL"
-        if hasattr(trainer, "model"):
-            trainer.model = model
+        trainer.model = model  # harmless for trainers that never read it
         return do_test(model, loader, mode, *args, **kwargs)
 
     def capped_train(model, dataloader, *args, **kwargs):

@@ -54,7 +54,7 @@ def test_mmsa_do_test_evaluates_the_model_it_is_given(run_kwargs):
     """MMIM's do_test used ``self.model`` from its do_train; a checkpoint loaded later was ignored."""
     import torch
 
-    from dar_mmsa.runner import build_args, build_model, load_data, train
+    from dar_mmsa.runner import build_args, build_model, build_trainer, load_data, train
 
     args = build_args("mmim", "mosi", overrides=SHORT["mmim"], **run_kwargs)
     loaders = load_data(args)
@@ -63,6 +63,11 @@ def test_mmsa_do_test_evaluates_the_model_it_is_given(run_kwargs):
     other = build_model(args)  # a different, untrained MMIM
     assert trainer.do_test(trained, loaders["test"], mode="TEST") != trainer.do_test(other, loaders["test"],
                                                                                      mode="TEST")
+    fresh_trainer = build_trainer(args)  # evaluating a checkpoint without training first (the harness)
+    fresh = fresh_trainer.do_test(trained, loaders["test"], mode="TEST")
+    same = trainer.do_test(trained, loaders["test"], mode="TEST")
+    fresh.pop("Loss"), same.pop("Loss")  # a mean of batch means; MMSA's test loader shuffles
+    assert fresh == same
 
 
 def test_aligned_override_switches_the_pickle(run_kwargs):
