@@ -1,8 +1,5 @@
 """ALMT (MMSA master port): shapes, parameter counts, AHL initialisation, the trainer's loss,
 optimiser and schedule, no epoch cap, a short training run and one MMSA_run."""
-import json
-
-import pandas as pd
 import pytest
 import torch
 
@@ -11,6 +8,7 @@ from dar_mmsa.models.almt import ALMT, DEFAULTS
 from dar_mmsa.training.almt import ALMTTrainer
 from model_inputs import SHAPES, inputs, text_batch  # noqa: F401
 from model_inputs import model_args as shared_model_args
+from mmsa_run import run_through_mmsa
 
 SPEC_PARAMETERS = {"mosi": 2_603_649, "mosei": 3_223_041}  # spec §3.1, BERT excluded
 # training-run tests use the aligned_50 files (T = 50 instead of 375/500): ~10x less compute on CPU
@@ -155,19 +153,7 @@ def test_short_training_lowers_validation_loss(run_kwargs):
 
 
 def test_mmsa_run(tiny_bert, synthetic_root, tmp_path):
-    import MMSA
-
-    from dar_mmsa.config import build_config
-
-    config = build_config()
-    config["datasetCommonParams"]["dataset_root_dir"] = synthetic_root
-    config["almt"]["datasetParams"]["mosi"].update(pretrained=tiny_bert, batch_size=8)
-    config["almt"]["commonParams"].update(max_epochs=2, epoch_cap=2, need_data_aligned=True)  # aligned: fast
-    config_file = tmp_path / "config.json"
-    config_file.write_text(json.dumps(config))
-    MMSA.MMSA_run("almt", "mosi", config_file=str(config_file), seeds=[1111], gpu_ids=[], num_workers=0,
-                  model_save_dir=str(tmp_path / "models"), res_save_dir=str(tmp_path / "results"),
-                  log_dir=str(tmp_path / "logs"))
+    rows = run_through_mmsa("almt", synthetic_root, tmp_path, dataset_params=dict(pretrained=tiny_bert, batch_size=8),
+                            common=dict(max_epochs=2, epoch_cap=2, need_data_aligned=True))  # aligned: fast
     assert (tmp_path / "models" / "almt-mosi.pth").exists()
-    rows = pd.read_csv(tmp_path / "results" / "normal" / "mosi.csv")
     assert list(rows["Model"]) == ["almt"]

@@ -1,8 +1,5 @@
 """CENET (MMSA master port): shapes, parameter counts, CE injection, frozen embeddings, optimiser
 groups, gradient clipping, a short training run and one MMSA_run."""
-import json
-
-import pandas as pd
 import pytest
 import torch
 
@@ -11,6 +8,7 @@ from dar_mmsa.models.cenet import CENET, DEFAULTS
 from dar_mmsa.training.cenet import CENETTrainer, cenet_parameter_groups
 from model_inputs import SHAPES, inputs, text_batch  # noqa: F401
 from model_inputs import model_args as shared_model_args
+from mmsa_run import run_through_mmsa
 
 # spec §1.1, instantiated reference: CE, head, unused tag tables (BERT excluded)
 SPEC_CE = {"mosi": 5_925_888, "mosei": 5_990_400}
@@ -145,19 +143,7 @@ def test_short_training_lowers_validation_loss(tiny_bert, small_mosi_root, tmp_p
 
 
 def test_mmsa_run(tiny_bert, small_mosi_root, tmp_path):
-    import MMSA
-
-    from dar_mmsa.config import build_config
-
-    config = build_config()
-    config["datasetCommonParams"]["dataset_root_dir"] = small_mosi_root
-    config["cenet"]["datasetParams"]["mosi"].update(pretrained=tiny_bert, batch_size=8)
-    config["cenet"]["commonParams"]["max_epochs"] = 1
-    config_file = tmp_path / "config.json"
-    config_file.write_text(json.dumps(config))
-    MMSA.MMSA_run("cenet", "mosi", config_file=str(config_file), seeds=[1111], gpu_ids=[],
-                  model_save_dir=str(tmp_path / "models"), res_save_dir=str(tmp_path / "results"),
-                  log_dir=str(tmp_path / "logs"))
+    rows = run_through_mmsa("cenet", small_mosi_root, tmp_path, dataset_params=dict(pretrained=tiny_bert, batch_size=8),
+                            common=dict(max_epochs=1))
     assert (tmp_path / "models" / "cenet-mosi.pth").exists()
-    rows = pd.read_csv(tmp_path / "results" / "normal" / "mosi.csv")
     assert list(rows["Model"]) == ["cenet"]

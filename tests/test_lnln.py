@@ -1,11 +1,9 @@
 """LNLN: shapes, parameter counts, the gradient reversal layer, the loss combination, the
 completeness target, the training missingness, checkpoint selection, a short training run and one
 MMSA_run."""
-import json
 import math
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
@@ -16,6 +14,7 @@ from dar_mmsa.training.lnln import (LNLNTrainer, completeness_loss, effectivenes
                                     training_missing_rates)
 from model_inputs import SHAPES, inputs, text_batch  # noqa: F401
 from model_inputs import model_args as shared_model_args
+from mmsa_run import run_through_mmsa
 
 # spec §4.1, BERT excluded
 SPEC_TOTAL = {"mosi": 6_483_012, "mosei": 7_102_404}
@@ -249,19 +248,7 @@ def test_test_metric_selection_reproduces_the_reference_loop(run_kwargs):
 
 
 def test_mmsa_run(tiny_bert, synthetic_root, tmp_path):
-    import MMSA
-
-    from dar_mmsa.config import build_config
-
-    config = build_config()
-    config["datasetCommonParams"]["dataset_root_dir"] = synthetic_root
-    config["lnln"]["datasetParams"]["mosi"].update(pretrained=tiny_bert, batch_size=8)
-    config["lnln"]["commonParams"].update(max_epochs=1, need_data_aligned=True)  # aligned: fast
-    config_file = tmp_path / "config.json"
-    config_file.write_text(json.dumps(config))
-    MMSA.MMSA_run("lnln", "mosi", config_file=str(config_file), seeds=[1111], gpu_ids=[], num_workers=0,
-                  model_save_dir=str(tmp_path / "models"), res_save_dir=str(tmp_path / "results"),
-                  log_dir=str(tmp_path / "logs"))
+    rows = run_through_mmsa("lnln", synthetic_root, tmp_path, dataset_params=dict(pretrained=tiny_bert, batch_size=8),
+                            common=dict(max_epochs=1, need_data_aligned=True))  # aligned: fast
     assert (tmp_path / "models" / "lnln-mosi.pth").exists()
-    rows = pd.read_csv(tmp_path / "results" / "normal" / "mosi.csv")
     assert list(rows["Model"]) == ["lnln"]

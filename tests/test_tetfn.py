@@ -1,8 +1,5 @@
 """TETFN (MMSA master port): alignment, shapes, parameter counts, self-supervised labels, loss,
 optimiser groups, gradient accumulation, a short training run and one MMSA_run."""
-import json
-
-import pandas as pd
 import pytest
 import torch
 from torch import nn
@@ -11,6 +8,7 @@ from dar_mmsa.errors import ConfigError
 from dar_mmsa.models.tetfn import DEFAULTS, TETFN, pool_to_length
 from dar_mmsa.training.tetfn import (TETFNTrainer, UnimodalLabels, tetfn_parameter_groups, unimodal_loss_weight,
                                      weighted_l1)
+from mmsa_run import run_through_mmsa
 
 FEATURE_DIMS = {"mosi": [768, 5, 20], "mosei": [768, 74, 35]}
 UNALIGNED_T = {"mosi": (375, 500), "mosei": (500, 500)}
@@ -259,19 +257,7 @@ def test_short_training_lowers_validation_loss(tiny_bert, small_mosi_root, tmp_p
 
 
 def test_mmsa_run(tiny_bert, small_mosi_root, tmp_path):
-    import MMSA
-
-    from dar_mmsa.config import build_config
-
-    config = build_config()
-    config["datasetCommonParams"]["dataset_root_dir"] = small_mosi_root
-    config["tetfn"]["datasetParams"]["mosi"].update(pretrained=tiny_bert, batch_size=8)
-    config["tetfn"]["commonParams"]["max_epochs"] = 1
-    config_file = tmp_path / "config.json"
-    config_file.write_text(json.dumps(config))
-    MMSA.MMSA_run("tetfn", "mosi", config_file=str(config_file), seeds=[1111], gpu_ids=[],
-                  model_save_dir=str(tmp_path / "models"), res_save_dir=str(tmp_path / "results"),
-                  log_dir=str(tmp_path / "logs"))
+    rows = run_through_mmsa("tetfn", small_mosi_root, tmp_path, dataset_params=dict(pretrained=tiny_bert, batch_size=8),
+                            common=dict(max_epochs=1))
     assert (tmp_path / "models" / "tetfn-mosi.pth").exists()
-    rows = pd.read_csv(tmp_path / "results" / "normal" / "mosi.csv")
     assert list(rows["Model"]) == ["tetfn"]
