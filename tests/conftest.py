@@ -29,6 +29,16 @@ def synthetic_root(tmp_path_factory):
     return str(root)
 
 
+@pytest.fixture(scope="session")
+def small_mosi_root(tmp_path_factory):
+    """MOSI synthetic pickles (aligned and unaligned) with 16/8/9 samples, for the costliest models."""
+    from dar_mmsa.data.synthetic import write_synthetic
+
+    root = tmp_path_factory.mktemp("small-mosi")
+    write_synthetic(root, datasets=("mosi",), scale=0.0125, seed=0)
+    return str(root)
+
+
 @pytest.fixture
 def run_kwargs(tiny_bert, synthetic_root, tmp_path):
     """Keyword arguments for ``dar_mmsa.runner.build_args`` / ``run_once`` on the synthetic data."""

@@ -116,16 +116,6 @@ def test_bad_feature_dims_is_a_config_error(tiny_bert):
         CENET(model_args("mosi", tiny_bert, feature_dims=[768, 5]))
 
 
-@pytest.fixture(scope="module")
-def small_mosi_root(tmp_path_factory):
-    """MOSI synthetic pickles with 16/8/9 samples: CENET's CE module costs ~10 GFLOP per sample."""
-    from dar_mmsa.data.synthetic import write_synthetic
-
-    root = tmp_path_factory.mktemp("small-mosi")
-    write_synthetic(root, datasets=("mosi",), scale=0.0125, seed=0)
-    return str(root)
-
-
 def test_short_training_lowers_validation_loss(tiny_bert, small_mosi_root, tmp_path):
     from dar_mmsa.runner import build_args, build_model, build_trainer, load_data
 

@@ -226,16 +226,6 @@ def test_sample_index_outside_train_samples_is_a_config_error():
 
 
 # ----------------------------------------------------------------------------- integration
-@pytest.fixture(scope="module")
-def small_mosi_root(tmp_path_factory):
-    """MOSI synthetic pickles with 16/8/9 samples, aligned and unaligned."""
-    from dar_mmsa.data.synthetic import write_synthetic
-
-    root = tmp_path_factory.mktemp("small-mosi")
-    write_synthetic(root, datasets=("mosi",), scale=0.0125, seed=0)
-    return str(root)
-
-
 def test_short_training_lowers_validation_loss(tiny_bert, small_mosi_root, tmp_path):
     from dar_mmsa.runner import build_args, build_model, build_trainer, load_data
 
