@@ -28,7 +28,6 @@ import importlib
 import logging
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable, Dict, List, Optional, Union
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""Run one of our models through MMSA's own ``MMSA_run`` on CPU, from a generated config file."""
+"""Run one of our models through MMSA's machinery on CPU: a short training, or ``MMSA_run`` itself."""
 import json
 
 import pandas as pd
@@ -21,3 +21,18 @@ def run_through_mmsa(name, data_root, tmp_path, *, common=None, dataset_params=N
                   verbose_level=0, model_save_dir=str(tmp_path / "models"),
                   res_save_dir=str(tmp_path / "results"), log_dir=str(tmp_path / "logs"))
     return pd.read_csv(tmp_path / "results" / "normal" / f"{dataset}.csv")
+
+
+def validation_losses(name, trainer_class, run_kwargs, overrides):
+    """Train ``name`` briefly through ``dar_mmsa.runner`` (seeded) and return its validation loss per epoch."""
+    import torch
+
+    from dar_mmsa.runner import build_args, build_model, build_trainer, load_data
+
+    torch.manual_seed(0)
+    args = build_args(name, "mosi", overrides=overrides, **run_kwargs)
+    loaders = load_data(args)
+    model, trainer = build_model(args), build_trainer(args)
+    assert isinstance(trainer, trainer_class)
+    history = trainer.do_train(model, loaders, return_epoch_results=True)
+    return [epoch["Loss"] for epoch in history["valid"]]

@@ -6,9 +6,9 @@ import torch
 from dar_mmsa.errors import ConfigError
 from dar_mmsa.models.almt import ALMT, DEFAULTS
 from dar_mmsa.training.almt import ALMTTrainer
-from model_inputs import SHAPES, inputs, text_batch  # noqa: F401
+from model_inputs import inputs, text_batch
 from model_inputs import model_args as shared_model_args
-from mmsa_run import run_through_mmsa
+from mmsa_run import run_through_mmsa, validation_losses
 
 SPEC_PARAMETERS = {"mosi": 2_603_649, "mosei": 3_223_041}  # spec §3.1, BERT excluded
 # training-run tests use the aligned_50 files (T = 50 instead of 375/500): ~10x less compute on CPU
@@ -138,16 +138,8 @@ def test_max_epochs_is_not_a_cap_early_stopping_ends_training(tiny_bert, tmp_pat
 
 
 def test_short_training_lowers_validation_loss(run_kwargs):
-    from dar_mmsa.runner import build_args, build_model, build_trainer, load_data
-
-    torch.manual_seed(0)
-    args = build_args("almt", "mosi", overrides=dict(ALIGNED, max_epochs=10, epoch_cap=4, batch_size=8,
-                                                     skip_zero_lr_epoch=True), **run_kwargs)
-    loaders = load_data(args)
-    model, trainer = build_model(args), build_trainer(args)
-    assert isinstance(trainer, ALMTTrainer)
-    history = trainer.do_train(model, loaders, return_epoch_results=True)
-    valid = [epoch["Loss"] for epoch in history["valid"]]
+    valid = validation_losses("almt", ALMTTrainer, run_kwargs, dict(ALIGNED, max_epochs=10, epoch_cap=4, batch_size=8,
+                                                                      skip_zero_lr_epoch=True))
     assert len(valid) == 4 and min(valid[1:]) < valid[0]
     assert run_kwargs["save_path"].exists()
 

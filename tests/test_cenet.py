@@ -6,7 +6,7 @@ import torch
 from dar_mmsa.errors import ConfigError
 from dar_mmsa.models.cenet import CENET, DEFAULTS
 from dar_mmsa.training.cenet import CENETTrainer, cenet_parameter_groups
-from model_inputs import SHAPES, inputs, text_batch  # noqa: F401
+from model_inputs import inputs
 from model_inputs import model_args as shared_model_args
 from mmsa_run import run_through_mmsa
 

@@ -16,6 +16,7 @@ from dar_mmsa.models.derl import (DEFAULTS, DERL, EXPERT_NAMES, ConcatFusion, Hy
                                   MeanFusion, PlainProjections, detect_present, mean_of_other_modalities,
                                   resolve_present)
 from dar_mmsa.training.derl import DERLTrainer, training_missingness
+from model_inputs import text_batch
 
 SHAPES = {"mosi": ([768, 5, 20], [50, 375, 500]), "mosei": ([768, 74, 35], [50, 500, 500])}
 SMALL = dict(hidden_dim=32, encoder_depth=1, encoder_heads=2, encoder_mlp_dim=32, encoder_dim_head=16,
@@ -34,19 +35,9 @@ def model_args(pretrained, dataset="mosi", small=True, **overrides):
     return args
 
 
-def text_batch(batch, length=50, real=(14, 9, 20)):
-    text = torch.zeros(batch, 3, length)
-    for i in range(batch):
-        n = real[i % len(real)]
-        text[i, 0, :n] = torch.randint(110, 1000, (n,)).float()
-        text[i, 0, 0], text[i, 0, n - 1] = 101, 102
-        text[i, 1, :n] = 1
-    return text
-
-
 def inputs(batch=4, dataset="mosi", seq=SHORT_SEQ):
     dims = SHAPES[dataset][0]
-    return text_batch(batch), torch.randn(batch, seq[1], dims[1]), torch.randn(batch, seq[2], dims[2])
+    return text_batch(batch, real=(14, 9, 20)), torch.randn(batch, seq[1], dims[1]), torch.randn(batch, seq[2], dims[2])
 
 
 @pytest.fixture

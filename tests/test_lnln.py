@@ -12,9 +12,9 @@ from dar_mmsa.models.lnln import DEFAULTS, LNLN
 from dar_mmsa.training.base import epoch_seed
 from dar_mmsa.training.lnln import (LNLNTrainer, completeness_loss, effectiveness_loss, lnln_loss,
                                     training_missing_rates)
-from model_inputs import SHAPES, inputs, text_batch  # noqa: F401
+from model_inputs import inputs
 from model_inputs import model_args as shared_model_args
-from mmsa_run import run_through_mmsa
+from mmsa_run import run_through_mmsa, validation_losses
 
 # spec §4.1, BERT excluded
 SPEC_TOTAL = {"mosi": 6_483_012, "mosei": 7_102_404}
@@ -218,16 +218,7 @@ def test_mask_seed_replaces_every_mask_seed(tiny_bert):
 
 
 def test_short_training_lowers_validation_loss(run_kwargs):
-    from dar_mmsa.runner import build_args, build_model, build_trainer, load_data
-
-    torch.manual_seed(0)
-    overrides = dict(ALIGNED, max_epochs=4, batch_size=8, skip_zero_lr_epoch=True)
-    args = build_args("lnln", "mosi", overrides=overrides, **run_kwargs)
-    loaders = load_data(args)
-    model, trainer = build_model(args), build_trainer(args)
-    assert isinstance(trainer, LNLNTrainer)
-    history = trainer.do_train(model, loaders, return_epoch_results=True)
-    valid = [epoch["Loss"] for epoch in history["valid"]]
+    valid = validation_losses("lnln", LNLNTrainer, run_kwargs, dict(ALIGNED, max_epochs=4, batch_size=8, skip_zero_lr_epoch=True))
     assert len(valid) == 4 and min(valid[1:]) < valid[0]
     assert run_kwargs["save_path"].exists()
 
