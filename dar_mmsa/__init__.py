@@ -7,7 +7,8 @@ from .text_encoder import set_offline_mode
 
 set_offline_mode()  # never let transformers retry the hub: there is none here, and real runs pass a local path
 
-from .registry import list_models, register, register_model  # noqa: E402
+from .mmsa_hooks import register  # noqa: E402
+from .registry import list_models, register_model  # noqa: E402
 
 register()
 

@@ -40,7 +40,7 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     from . import registry
-    from .errors import DarMmsaError
+    from .errors import ConfigError, DarMmsaError
 
     args = parse_args(argv)
     if args.list_models:
@@ -50,7 +50,7 @@ def main(argv=None) -> int:
         return 0
     try:
         if not args.model:
-            raise registry.ConfigError("no model given: pass -m MODEL (see --list-models)")
+            raise ConfigError("no model given: pass -m MODEL (see --list-models)")
         registry.check_model(args.model)
         registry.check_dataset(args.dataset)
         if args.data_root:

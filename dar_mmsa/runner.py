@@ -13,7 +13,8 @@ from typing import Optional
 import torch
 
 from .errors import ConfigError
-from .registry import check_dataset, check_model, resolve_run_paths
+from .mmsa_hooks import resolve_run_paths
+from .registry import check_dataset, check_model
 
 
 def resolve_device(device: str = "auto") -> torch.device:

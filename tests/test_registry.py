@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 import dar_mmsa
-from dar_mmsa import registry
+from dar_mmsa import mmsa_hooks, registry
 from dar_mmsa.config import REPO_CONFIG, build_config
 from dar_mmsa.errors import ConfigError
 from dar_mmsa.training.base import Trainer
@@ -59,7 +59,7 @@ def test_register_is_idempotent():
 
     init = AMIO.__init__
     dar_mmsa.register()
-    registry._INSTALLED = False
+    mmsa_hooks._INSTALLED = False
     dar_mmsa.register()
     assert AMIO.__init__ is init
     assert getattr(MMSA.MMSA_run, "__dar_mmsa__", False)

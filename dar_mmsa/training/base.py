@@ -51,6 +51,25 @@ class Trainer:
         self.max_epochs = int(args.get("max_epochs") or 100)
         self.early_stop = int(args.get("early_stop") or 10)
         self.epoch = 0
+        self.history = {"train": [], "valid": []}  # per-epoch results, loss terms included ("terms")
+        self._terms = None  # {name: [weighted sum, weight]} of the split being run
+
+    # ------------------------------------------------------------------ loss terms
+    def log_terms(self, terms: Dict[str, object], weight: int = 1) -> None:
+        """Record loss-term values of one batch (floats or 0-d tensors); averaged per epoch and split,
+        sample-weighted, into ``history[split][epoch]["terms"]`` and the run's log."""
+        if self._terms is None:
+            return
+        for name, value in terms.items():
+            value = float(value.detach()) if isinstance(value, torch.Tensor) else float(value)
+            total = self._terms.setdefault(name, [0.0, 0])
+            total[0] += value * weight
+            total[1] += weight
+
+    def _collect_terms(self) -> Dict[str, float]:
+        terms = {name: round(total / weight, 6) for name, (total, weight) in (self._terms or {}).items() if weight}
+        self._terms = None
+        return terms
 
     # ------------------------------------------------------------------ hooks
     def build_optimizers(self, model: nn.Module) -> List[torch.optim.Optimizer]:
@@ -119,10 +138,11 @@ class Trainer:
         optimizers = self.build_optimizers(model)
         schedulers = self.build_schedulers(optimizers)
         best_loss, best_epoch = math.inf, 0
-        history = {"train": [], "valid": []}
+        history = self.history = {"train": [], "valid": []}
         for epoch in range(1, self.max_epochs + 1):
             self.epoch = epoch
             model.train()
+            self._terms = {}
             preds, labels, losses = [], [], []
             for batch_data in dataloader["train"]:
                 batch = self.to_batch(batch_data)
@@ -131,7 +151,12 @@ class Trainer:
                 labels.append(batch["labels"].cpu())
                 losses.append(loss)
             train_results = dict(self.metrics(torch.cat(preds), torch.cat(labels)), Loss=sum(losses) / len(losses))
+            train_terms = self._collect_terms()
+            self._terms = {}
             valid_results = self.do_test(model, dataloader["valid"], mode="VAL")
+            valid_terms = self._collect_terms()
+            if train_terms or valid_terms:
+                train_results["terms"], valid_results = train_terms, dict(valid_results, terms=valid_terms)
             for scheduler in schedulers:
                 scheduler.step()
             history["train"].append(train_results)
@@ -145,6 +170,10 @@ class Trainer:
                 f"{self.args['model_name']} epoch {epoch}: train loss {train_results['Loss']:.4f}, "
                 f"valid loss {valid_results['Loss']:.4f}{' (best)' if improved else ''}"
             )
+            if train_terms or valid_terms:
+                logger.info(f"{self.args['model_name']} epoch {epoch} terms: train "
+                            + " ".join(f"{k}={v:.4f}" for k, v in train_terms.items()) + "; valid "
+                            + " ".join(f"{k}={v:.4f}" for k, v in valid_terms.items()))
             if epoch - best_epoch >= self.early_stop:
                 break
         self.best_epoch = best_epoch

@@ -1,0 +1,210 @@
+"""Execute work units: train (if needed) and evaluate one unit, with its log captured, and the
+serial executor that runs a plan's units one after another in this process.
+
+Every training record and evaluation reaches the store as soon as it exists.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime
+import io
+import json
+import logging
+import platform
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import List, Mapping, Sequence, Tuple
+
+import pandas as pd
+import torch
+
+from .. import runner
+from ..registry import our_models
+from ..report.names import model_display_name
+from .evaluate import evaluate, supports_importance
+from .plan import Settings, WorkUnit
+from .store import ResultStore, write_atomic
+
+logger = logging.getLogger("dar_mmsa.benchmark")
+
+
+def library_versions() -> dict:
+    from importlib import metadata
+
+    import numpy
+    import transformers
+
+    from .. import __version__
+
+    def version(dist):
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return None
+
+    return {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
+            "numpy": numpy.__version__, "MMSA": version("MMSA"), "dar_mmsa": __version__,
+            "platform": platform.platform()}
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def _json_safe(args: Mapping) -> dict:
+    return json.loads(json.dumps(dict(args), default=str))
+
+
+class _LogStream(io.TextIOBase):
+    """stderr during a run, into the run's log file; progress-bar redraws (``\\r``, cursor moves) are dropped."""
+
+    def __init__(self, handle):
+        self.handle = handle
+
+    def write(self, text):
+        if "\r" not in text and "\x1b[" not in text:
+            self.handle.write(text)
+        return len(text)
+
+    def flush(self):
+        self.handle.flush()
+
+
+@contextlib.contextmanager
+def run_log(path: Path):
+    """Send MMSA's and our log records, and stderr (warnings, MMSA's tqdm), to ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", buffering=1) as handle:
+        handler = logging.StreamHandler(handle)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s [%(levelname)s] %(message)s"))
+        loggers = [logging.getLogger("MMSA"), logger]
+        levels = [lg.level for lg in loggers]
+        for lg in loggers:
+            lg.addHandler(handler)
+            lg.setLevel(logging.INFO)
+        try:
+            with contextlib.redirect_stderr(_LogStream(handle)):
+                yield handle
+        finally:
+            for lg, level in zip(loggers, levels):
+                lg.removeHandler(handler)
+                lg.setLevel(level)
+
+
+class LoaderCache:
+    """MMSA's loaders of one (model, dataset), shared by its seeds (the data do not depend on the seed)."""
+
+    CARRIED = ("seq_lens", "feature_dims", "train_samples")
+
+    def __init__(self):
+        self.key, self.loaders, self.args = None, None, None
+
+    def get(self, args):
+        key = (args["model_name"], args["dataset_name"], str(args["featurePath"]), args.get("batch_size"))
+        if key != self.key:
+            self.key, self.loaders, self.args = None, None, None  # free the previous data first
+            self.loaders, self.args, self.key = runner.load_data(args), args, key
+        else:
+            for name in self.CARRIED:
+                if name in self.args:
+                    args[name] = self.args[name]
+        return self.loaders
+
+
+def _write_importance(store: ResultStore, run_id: str, key: str, columns: dict) -> Path:
+    path = store.root / "importance" / run_id / f"{key}.csv"
+    write_atomic(path, pd.DataFrame(columns).to_csv(index=False, float_format="%.6g").encode())
+    return path
+
+
+def execute_unit(p: WorkUnit, settings: Settings, loaders_cache: LoaderCache, versions: dict,
+                 status) -> Tuple[int, int]:
+    """Train (if needed) and evaluate one run under its pending conditions; returns (trained, evaluated)."""
+    store, run = settings.store, p.run
+    record = store.training(run.run_id)
+    pending = [c for c in run.conditions
+               if record is None or store.evaluation(run.run_id, c.key, record["training_id"]) is None]
+    if not pending:
+        return 0, 0
+    args, trained = p.args, 0
+    loaders = loaders_cache.get(args)
+    if record is None:
+        status("training")
+        args["model_save_path"] = store.partial_checkpoint(run.run_id)
+        start = time.perf_counter()
+        _, trainer = runner.train(args, loaders)
+        wall = time.perf_counter() - start
+        history = _json_safe(getattr(trainer, "history", None) or {})  # per-epoch results and loss terms (ours)
+        record = store.commit_training(run.run_id, {
+            "model": run.model, "display_name": model_display_name(run.model), "dataset": run.dataset,
+            "seed": run.seed, "config_hash": run.config_hash, "args": _json_safe(args), "data": p.data,
+            "device": str(settings.device), "versions": versions, "train_wall_time_s": round(wall, 3),
+            "epochs": history, "finished_at": _now()})
+        trained = 1
+        logger.info(f"trained {run.title} in {wall:.1f}s -> {store.checkpoint(run.run_id)}")
+    args["model_save_path"] = store.checkpoint(run.run_id)
+    torch.manual_seed(run.seed)
+    model = runner.load_checkpoint(runner.build_model(args), args)
+    model.eval()
+    trainer = runner.build_trainer(args)
+    test_set = loaders["test"].dataset
+    batch_size = int(args.get("batch_size") or 32)
+    data_missing = bool(args.get("data_missing"))
+    with_importance = (run.model in our_models() and not data_missing and
+                       supports_importance(model, torch.utils.data.DataLoader(test_set, batch_size=2), settings.device))
+    for condition in pending:
+        status(f"eval {condition.label}")
+        torch.manual_seed(run.seed)
+        start = time.perf_counter()
+        result = evaluate(model, trainer, test_set, condition, run.seed, batch_size=batch_size, device=settings.device,
+                          data_missing=data_missing, with_importance=with_importance)
+        wall = time.perf_counter() - start
+        importance_file = None
+        if result.importance is not None:
+            importance_file = str(_write_importance(store, run.run_id, condition.key, result.importance)
+                                  .relative_to(store.root))
+        store.write_evaluation(run.run_id, condition.key, {
+            "run_id": run.run_id, "training_id": record["training_id"], "model": run.model,
+            "display_name": model_display_name(run.model), "dataset": run.dataset, "seed": run.seed,
+            "config_hash": run.config_hash, "condition": condition.to_record(), "metrics": result.metrics,
+            "n_test": result.n_samples, "eval_batch_size": batch_size, "wall_time_s": round(wall, 4),
+            "realised_drop_fraction": result.realised_drop_fraction, "importance_file": importance_file,
+            "device": str(settings.device), "versions": versions, "data": p.data, "finished_at": _now()})
+        logger.info(f"{run.title} {condition.key}: {json.dumps(result.metrics)} ({wall:.2f}s)")
+    return trained, len(pending)
+
+
+def execute_serial(planned: Sequence[WorkUnit], settings: Settings, *, progress: bool, say) -> Tuple[int, int, List[str]]:
+    from tqdm.auto import tqdm
+
+    versions, loaders_cache = library_versions(), LoaderCache()
+    trained = evaluated = 0
+    failures: List[str] = []
+    bar = tqdm(total=len(planned), desc="benchmark", unit="run", file=sys.stderr, disable=not progress,
+               dynamic_ncols=True)
+    with bar:
+        for p in planned:
+            title = p.run.title
+            log_path = settings.store.root / "logs" / f"{p.run.run_id}.log"
+
+            def status(stage, title=title):
+                bar.set_postfix_str(f"{title}: {stage}", refresh=True)
+
+            status("loading")
+            try:
+                with run_log(log_path) as log:
+                    try:
+                        t, e = execute_unit(p, settings, loaders_cache, versions, status)
+                    except Exception:
+                        log.write(traceback.format_exc())
+                        raise
+                trained, evaluated = trained + t, evaluated + e
+            except Exception as exc:
+                message = " ".join(f"error: {title} failed ({type(exc).__name__}: {exc}); see {log_path}".split())
+                failures.append(message)
+                with bar.external_write_mode(file=sys.stderr):
+                    say(message)
+            bar.update(1)
+    return trained, evaluated, failures
