@@ -57,6 +57,20 @@ def build_parser() -> argparse.ArgumentParser:
                          "synthetic on synthetic data, else default)")
     outputs.add_argument("--with-reported", action="store_true", help="add the DAR paper's reported rows to table1.tex")
     outputs.add_argument("--no-progress", action="store_true", help="no progress bar")
+    backend = parser.add_argument_group("backend", "where the runs execute (docs/benchmark.md, Backends)")
+    backend.add_argument("--backend", default="serial", choices=("serial", "ray"),
+                         help="serial: one run after another in this process (default); ray: runs in parallel "
+                              "as Ray tasks (pip install 'dar_mmsa[ray]')")
+    backend.add_argument("--jobs", type=int, metavar="N", help="at most N runs at a time (ray; default: as many as "
+                         "the CPUs/GPUs hold)")
+    backend.add_argument("--cpus-per-run", type=float, metavar="N", help="CPUs of one run = its torch threads "
+                         "(ray default: 1; serial: sets the threads)")
+    backend.add_argument("--gpus-per-run", type=float, metavar="G", help="GPUs of one run, fractional allowed "
+                         "(0.5: two runs share a GPU); runs go to CUDA when given (ray)")
+    backend.add_argument("--ray-address", metavar="ADDRESS", help="join a running Ray cluster (e.g. auto or "
+                         "HEAD_IP:6379); default: start a local Ray on this machine")
+    backend.add_argument("--max-retries", type=int, metavar="N", help="retries of a run whose worker died "
+                         "(ray; default: 2), then it is reported as failed")
     modes = parser.add_argument_group("modes")
     modes.add_argument("--quick", action="store_true", help="tiny synthetic data, tiny BERT, 2 epochs (minutes on CPU)")
     modes.add_argument("--eval-only", action="store_true", help="evaluate saved checkpoints only (e.g. new rates)")
@@ -91,7 +105,9 @@ def main(argv=None) -> int:
                      protocol=args.protocol, drop_rates=args.drop_rates, rates_per_modality=args.rates_per_modality,
                      data_root=args.data_root, pretrained=args.pretrained, device=args.device, out=args.out,
                      name=args.name, quick=args.quick, eval_only=args.eval_only, config_file=args.config,
-                     overrides=dict(args.overrides), with_reported=args.with_reported, progress=not args.no_progress)
+                     overrides=dict(args.overrides), with_reported=args.with_reported, progress=not args.no_progress,
+                     backend=args.backend, jobs=args.jobs, cpus_per_run=args.cpus_per_run,
+                     gpus_per_run=args.gpus_per_run, ray_address=args.ray_address, max_retries=args.max_retries)
     except DarMmsaError as exc:
         print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2

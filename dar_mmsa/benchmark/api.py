@@ -18,10 +18,9 @@ import sys
 from pathlib import Path
 from typing import Mapping, Optional, Sequence
 
-from .. import runner
 from ..errors import ConfigError
 from ..registry import DATASETS, ENV_DATA_ROOT, check_dataset
-from .execute import execute_serial
+from .executors import BackendOptions, make_executor
 from .grid import DEFAULT_DROP_RATES, DEFAULT_RATES, DEFAULT_SEEDS, conditions_for, parse_rates_per_modality
 from .plan import (DEFAULT_MODELS, QUICK_MODELS, QUICK_OVERRIDES, QUICK_SEEDS, Settings, check_data, check_models,
                    check_seeds, check_store, default_name, is_synthetic, plan, prepare_inputs, write_synthetic_data)
@@ -35,7 +34,9 @@ def run(models: Optional[Sequence[str]] = None, datasets: Sequence[str] = ("mosi
         rates_per_modality: Optional[Sequence] = None, data_root=None, pretrained=None, device: str = "auto",
         out="results", name: Optional[str] = None, quick: bool = False, eval_only: bool = False, config_file=None,
         overrides: Optional[Mapping] = None, with_reported: bool = False, progress: bool = True,
-        say=None) -> BenchmarkResult:
+        say=None, backend: str = "serial", jobs: Optional[int] = None, cpus_per_run: Optional[float] = None,
+        gpus_per_run: Optional[float] = None, ray_address: Optional[str] = None,
+        max_retries: Optional[int] = None) -> BenchmarkResult:
     """Run (or resume) the robustness benchmark and write its reports; see the module docstring.
 
     Args:
@@ -56,6 +57,10 @@ def run(models: Optional[Sequence[str]] = None, datasets: Sequence[str] = ("mosi
         overrides: config keys to override for every run (part of the training config hash).
         with_reported: add the paper's reported rows to ``table1.tex``.
         say: where one-line messages go (default: stderr).
+        backend: ``serial`` (one unit after another, here) or ``ray`` (Ray tasks; ``ray_address``
+            joins a running cluster, else a local Ray starts); ``jobs`` caps the units in flight,
+            ``cpus_per_run`` (torch threads) and ``gpus_per_run`` (fractional) size each one,
+            ``max_retries`` retries a unit whose worker died (see ``executors``).
 
     Raises ``DarMmsaError`` (one line) for any bad input, before anything is trained.
     """
@@ -87,20 +92,22 @@ def run(models: Optional[Sequence[str]] = None, datasets: Sequence[str] = ("mosi
     synthetic = (data_root is None and not os.environ.get(ENV_DATA_ROOT)) or \
         is_synthetic(data_root or os.environ[ENV_DATA_ROOT])
     store = ResultStore(Path(out) / (name or default_name(quick, synthetic)))
+    options = BackendOptions(backend, jobs, cpus_per_run, gpus_per_run, ray_address, max_retries).checked()
     settings = Settings(models, datasets, check_seeds(seeds or DEFAULT_SEEDS), tuple(conditions),
-                         runner.resolve_device(device), config_file, overrides, store)
+                         options.resolve_device(device), config_file, overrides, store)
     settings.store.check_writable()
-    with settings.store.lock():
+    with settings.store.lock(), make_executor(options) as executor:
         synthetic_scale = prepare_inputs(settings, data_root=data_root, pretrained=pretrained, quick=quick)
         planned = plan(settings)
         if synthetic_scale is not None:
             write_synthetic_data(settings.data_root, settings.datasets, synthetic_scale)
         check_data(planned)
         check_store(settings, planned, eval_only)
-        trained, evaluated, failures = execute_serial(planned, settings, progress=progress, say=say)
+        executor.start(settings)
+        execution = executor.run(planned, settings, progress=progress, say=say)
         result = write_reports(settings, planned, with_reported=with_reported, say=say)
-    result.trained, result.evaluated, result.failures = trained, evaluated, failures
-    result.summary = summary_text(result, settings.seeds)
+    result.trained, result.evaluated, result.failures = execution.trained, execution.evaluated, execution.failures
+    result.summary = summary_text(result, settings.seeds) + "\n" + execution.describe()
     write_atomic(result.root / "summary.txt", (result.summary + "\n").encode())
     return result
 

@@ -1,7 +1,10 @@
-"""Execute work units: train (if needed) and evaluate one unit, with its log captured, and the
-serial executor that runs a plan's units one after another in this process.
+"""Execute one work unit: train (if needed) and evaluate it under its pending conditions, with its
+log captured in ``<out>/<name>/logs/<run_id>.log``. Every executor (``executors``: serial, Ray) runs
+units through :func:`run_unit` -> :func:`execute_unit`, in whatever process it gives the unit.
 
-Every training record and evaluation reaches the store as soon as it exists.
+Every training record and evaluation reaches the store as soon as it exists, written by the
+process running the unit, which holds the run's lock meanwhile: a unit's finished evaluations are
+never lost because a later one fails, and a retried unit redoes only what is not stored.
 """
 from __future__ import annotations
 
@@ -11,11 +14,11 @@ import io
 import json
 import logging
 import platform
-import sys
 import time
 import traceback
 from pathlib import Path
-from typing import List, Mapping, Sequence, Tuple
+from dataclasses import dataclass
+from typing import List, Mapping, Optional, Tuple
 
 import pandas as pd
 import torch
@@ -25,6 +28,7 @@ from ..registry import our_models
 from ..report.names import model_display_name
 from .evaluate import evaluate, supports_importance
 from .plan import Settings, WorkUnit
+from .grid import Condition, TrainingRun
 from .store import ResultStore, write_atomic
 
 logger = logging.getLogger("dar_mmsa.benchmark")
@@ -119,13 +123,19 @@ def _write_importance(store: ResultStore, run_id: str, key: str, columns: dict) 
     return path
 
 
+def pending_conditions(store: ResultStore, run: TrainingRun) -> List[Condition]:
+    """The run's conditions without a stored evaluation of its current checkpoint (all if untrained)."""
+    record = store.training(run.run_id)
+    return [c for c in run.conditions
+            if record is None or store.evaluation(run.run_id, c.key, record["training_id"]) is None]
+
+
 def execute_unit(p: WorkUnit, settings: Settings, loaders_cache: LoaderCache, versions: dict,
                  status) -> Tuple[int, int]:
     """Train (if needed) and evaluate one run under its pending conditions; returns (trained, evaluated)."""
     store, run = settings.store, p.run
     record = store.training(run.run_id)
-    pending = [c for c in run.conditions
-               if record is None or store.evaluation(run.run_id, c.key, record["training_id"]) is None]
+    pending = pending_conditions(store, run)
     if not pending:
         return 0, 0
     args, trained = p.args, 0
@@ -176,35 +186,35 @@ def execute_unit(p: WorkUnit, settings: Settings, loaders_cache: LoaderCache, ve
     return trained, len(pending)
 
 
-def execute_serial(planned: Sequence[WorkUnit], settings: Settings, *, progress: bool, say) -> Tuple[int, int, List[str]]:
-    from tqdm.auto import tqdm
+def unit_log_path(store: ResultStore, run: TrainingRun) -> Path:
+    return store.root / "logs" / f"{run.run_id}.log"
 
-    versions, loaders_cache = library_versions(), LoaderCache()
-    trained = evaluated = 0
-    failures: List[str] = []
-    bar = tqdm(total=len(planned), desc="benchmark", unit="run", file=sys.stderr, disable=not progress,
-               dynamic_ncols=True)
-    with bar:
-        for p in planned:
-            title = p.run.title
-            log_path = settings.store.root / "logs" / f"{p.run.run_id}.log"
 
-            def status(stage, title=title):
-                bar.set_postfix_str(f"{title}: {stage}", refresh=True)
+def failure_message(run: TrainingRun, cause: str, log_path: Path) -> str:
+    """The one line that reports a failed unit (the grid goes on without it)."""
+    return " ".join(f"error: {run.title} failed ({cause}); see {log_path}".split())
 
-            status("loading")
+
+@dataclass
+class UnitOutcome:
+    """What running one unit did: trainings and evaluations stored, or the line reporting its failure."""
+
+    trained: int = 0
+    evaluated: int = 0
+    failure: Optional[str] = None
+
+
+def run_unit(p: WorkUnit, settings: Settings, loaders_cache: LoaderCache, versions: dict, status) -> UnitOutcome:
+    """:func:`execute_unit` under the run's lock, its log going to the run's log file; an exception
+    becomes a failed outcome (traceback in the log) instead of ending the grid."""
+    log_path = unit_log_path(settings.store, p.run)
+    try:
+        with run_log(log_path) as log, settings.store.run_lock(p.run.run_id, waiting=log.write):
             try:
-                with run_log(log_path) as log:
-                    try:
-                        t, e = execute_unit(p, settings, loaders_cache, versions, status)
-                    except Exception:
-                        log.write(traceback.format_exc())
-                        raise
-                trained, evaluated = trained + t, evaluated + e
-            except Exception as exc:
-                message = " ".join(f"error: {title} failed ({type(exc).__name__}: {exc}); see {log_path}".split())
-                failures.append(message)
-                with bar.external_write_mode(file=sys.stderr):
-                    say(message)
-            bar.update(1)
-    return trained, evaluated, failures
+                trained, evaluated = execute_unit(p, settings, loaders_cache, versions, status)
+            except Exception:
+                log.write(traceback.format_exc())
+                raise
+        return UnitOutcome(trained, evaluated)
+    except Exception as exc:
+        return UnitOutcome(failure=failure_message(p.run, f"{type(exc).__name__}: {exc}", log_path))

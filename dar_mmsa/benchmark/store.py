@@ -15,7 +15,12 @@ training) in flight. A training counts as finished only when both ``model.pth`` 
 ``training_id`` of the checkpoint they evaluated; those of an older training of the same run are
 ignored (and redone). The reader skips temporary files and any file it cannot parse.
 
-One process at a time per results folder: :meth:`ResultStore.lock` takes an exclusive lock.
+One driver at a time per results folder: :meth:`ResultStore.lock` takes an exclusive lock. Under
+it, units may run concurrently in other processes or on other machines (``executors``): each
+writes only its own run's files (``runs/<run_id>/``, ``logs/<run_id>.log``, per-run outputs) while
+holding :meth:`ResultStore.run_lock`, so two attempts of one run never write at once, and every
+file still lands atomically. Temporary names are unique per writer (``mkstemp``). On a cluster the
+folder must be on storage every node mounts; the Ray executor checks that before it starts.
 """
 from __future__ import annotations
 
@@ -139,6 +144,26 @@ class ResultStore:
         except OSError as exc:
             raise ConfigError(f"output directory {self.root} is not writable ({exc.strerror or exc}): "
                               f"pass a writable --out") from None
+
+    @contextmanager
+    def run_lock(self, run_id: str, waiting=None):
+        """Hold the lock of one run while writing its files; waits for another holder (a retried
+        unit whose earlier attempt is still shutting down), telling ``waiting`` once."""
+        directory = self.run_dir(run_id)
+        directory.mkdir(parents=True, exist_ok=True)
+        with open(directory / ".lock", "a") as handle:
+            try:
+                import fcntl
+            except ImportError:  # not on POSIX: no lock
+                yield
+                return
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                if waiting is not None:
+                    waiting(f"waiting for another process writing run {run_id} to finish\n")
+                fcntl.flock(handle, fcntl.LOCK_EX)
+            yield
 
     @contextmanager
     def lock(self):
