@@ -15,7 +15,7 @@ not retried (it would fail again): it is reported at once, traceback in the run'
 
 Test hooks (``$DAR_MMSA_TEST_HOOKS`` = a folder, in the environment Ray's workers start with): a
 file ``kill-once-<run_id>`` there makes that unit's worker exit when its second evaluation starts
-(the first is stored) and removes the file; ``kill-always-<run_id>`` does so on every attempt;
+(the first is stored) and removes the file; ``kill-always-<run_id>``, as each attempt starts;
 ``probe-elsewhere`` makes the storage probe write to a private folder, as on a node that does not
 mount the output folder.
 """
@@ -60,9 +60,10 @@ def _test_kill_status(run_id: str):
     def status(stage: str) -> None:
         nonlocal started
         started += stage.startswith("eval")
-        if started == 2 and (always is not None or (once is not None and once.exists())):
-            if once is not None:
-                once.unlink(missing_ok=True)
+        if always is not None:
+            os._exit(1)
+        if started == 2 and once is not None and once.exists():
+            once.unlink(missing_ok=True)
             os._exit(1)
 
     return status
