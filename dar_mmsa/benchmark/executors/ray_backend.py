@@ -69,13 +69,20 @@ def _test_kill_status(run_id: str):
     return status
 
 
-def run_unit_task(unit, settings, threads: int) -> UnitOutcome:
+def _enter(cwd: str) -> None:
+    """Work in the driver's folder where this node has it, so relative paths mean the same."""
+    if os.path.isdir(cwd):
+        os.chdir(cwd)
+
+
+def run_unit_task(unit, settings, threads: int, cwd: str) -> UnitOutcome:
     """Body of a unit's Ray task: torch threads pinned to the task's CPUs, then ``execute.run_unit``."""
     global _WORKER_LOADERS
     import torch
 
     from ..execute import LoaderCache, library_versions, run_unit
 
+    _enter(cwd)
     torch.set_num_threads(threads)
     if _WORKER_LOADERS is None:
         _WORKER_LOADERS = LoaderCache()
@@ -83,8 +90,9 @@ def run_unit_task(unit, settings, threads: int) -> UnitOutcome:
     return run_unit(unit, settings, _WORKER_LOADERS, library_versions(), status)
 
 
-def probe_task(root: str, token: str, paths: List[str]) -> dict:
+def probe_task(root: str, token: str, paths: List[str], cwd: str) -> dict:
     """On one node: write ``token`` into the output folder; name the input paths this node lacks."""
+    _enter(cwd)
     target = Path(tempfile.mkdtemp()) if _hook("probe-elsewhere") else Path(root)
     name = f".shared-probe-{token}-{socket.gethostname()}-{os.getpid()}"
     out = {"host": socket.gethostname(), "file": name, "missing": [p for p in paths if not os.path.exists(p)]}
@@ -160,7 +168,7 @@ class RayExecutor(Executor):
         paths = [str(p) for p in (settings.data_root, settings.pretrained) if p]
         probe = ray.remote(num_cpus=0, max_retries=1)(probe_task)
         refs = [probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
-                .remote(str(root), token, paths) for n in nodes]
+                .remote(str(root), token, paths, os.getcwd()) for n in nodes]
         try:
             answers = ray.get(refs, timeout=PROBE_TIMEOUT_S)
         except ray.exceptions.GetTimeoutError:
@@ -178,7 +186,7 @@ class RayExecutor(Executor):
                 readable = False
             if "error" in answer or not readable:
                 why = answer.get("error") or "this machine cannot read what it wrote"
-                raise ConfigError(f"output folder {root} is not shared with Ray node {answer['host']} ({why}): "
+                raise ConfigError(f"output folder {root.absolute()} is not shared with Ray node {answer['host']} ({why}): "
                                   f"put --out on storage that every node mounts at the same path (e.g. NFS)")
             if answer["missing"]:
                 raise ConfigError(f"Ray node {answer['host']} cannot see {', '.join(answer['missing'])}: put the data "
@@ -193,13 +201,13 @@ class RayExecutor(Executor):
         task = ray.remote(num_cpus=self.cpus, num_gpus=self.gpus, max_retries=self.retries,
                           retry_exceptions=False)(run_unit_task)
         settings_ref = ray.put(settings)
-        threads = self.options.threads
+        threads, cwd = self.options.threads, os.getcwd()
         with GridProgress(len(units), execution.already_done, enabled=progress, backend=self.name) as bar:
             try:
                 while todo or self._in_flight:
                     while todo and len(self._in_flight) < self.jobs:
                         unit = todo.popleft()
-                        ref = task.options(name=f"dar_mmsa:{unit.run.run_id}").remote(unit, settings_ref, threads)
+                        ref = task.options(name=f"dar_mmsa:{unit.run.run_id}").remote(unit, settings_ref, threads, cwd)
                         self._in_flight[ref] = unit
                         bar.started()
                     ready, _ = ray.wait(list(self._in_flight), num_returns=1, timeout=1.0)
