@@ -147,8 +147,8 @@ def test_output_folder_unseen_by_workers_is_one_error_line(ray_cluster, serial, 
     marker.touch()
     try:
         code = run_benchmark.main(["--no-progress", "--models", "misa", "--seeds", "1111", "--rates", "0.0",
-                                   "--data-root", serial.kwargs["data_root"], "--pretrained", serial.kwargs["pretrained"],
-                                   "--device", "cpu", "--out", str(tmp_path), "--name", "t", "--backend", "ray"])
+                                   "--data-root", serial.kwargs["data_root"], "--pretrained",
+                                   serial.kwargs["pretrained"], "--device", "cpu", "--out", str(tmp_path), "--name", "t", "--backend", "ray"])
     finally:
         marker.unlink()
     err = capsys.readouterr().err.strip().splitlines()

@@ -138,7 +138,8 @@ class RayExecutor(Executor):
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 where = f"the Ray cluster at {address}" if address else "a local Ray"
                 raise ConfigError(f"cannot start or join {where} ({_first_line(exc)}): start the cluster with "
-                                  f"'ray start --head' on its head node and pass its address to --ray-address") from None
+                                  f"'ray start --head' on its head node and pass its address to --ray-address"
+                                  ) from None
             self._started_ray = True
         nodes = [n for n in ray.nodes() if n.get("Alive")]
         self._check_resources(nodes)
@@ -177,17 +178,19 @@ class RayExecutor(Executor):
         except ray.exceptions.RayError as exc:
             raise ConfigError(f"the Ray workers cannot run dar_mmsa ({_first_line(exc)}): install the same "
                               f"dar_mmsa, MMSA and torch on every node") from None
-        for answer in answers:
+        readable = {}
+        for answer in answers:  # read (and remove) every probe file before judging any
             seen = root / answer["file"]
             try:
-                readable = seen.read_text() == token
+                readable[answer["file"]] = seen.read_text() == token
                 seen.unlink()
             except OSError:
-                readable = False
-            if "error" in answer or not readable:
+                readable[answer["file"]] = False
+        for answer in answers:
+            if "error" in answer or not readable[answer["file"]]:
                 why = answer.get("error") or "this machine cannot read what it wrote"
-                raise ConfigError(f"output folder {root.absolute()} is not shared with Ray node {answer['host']} ({why}): "
-                                  f"put --out on storage that every node mounts at the same path (e.g. NFS)")
+                raise ConfigError(f"output folder {root.absolute()} is not shared with Ray node {answer['host']} "
+                                  f"({why}): put --out on storage that every node mounts at the same path (e.g. NFS)")
             if answer["missing"]:
                 raise ConfigError(f"Ray node {answer['host']} cannot see {', '.join(answer['missing'])}: put the data "
                                   f"root and the BERT on storage every node mounts at the same path")
