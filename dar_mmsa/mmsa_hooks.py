@@ -13,8 +13,10 @@ and works around MMSA's rough edges on CPU and current torch/transformers/numpy:
 * numpy 2 scalars reach MMSA's result CSV as ``np.float64(...)``: ``MMSA_run`` prints with
   numpy's 1.25 scalar repr;
 * every ``MMSA_run`` in one process added logging handlers again: they are replaced instead;
-* empty ``dataset_root_dir``/``pretrained`` are filled from ``DAR_MMSA_DATA_ROOT`` /
-  ``DAR_MMSA_PRETRAINED``; feature pickles are validated and ``train_samples`` is set from the
+* a relative ``featurePath`` is placed under ``DAR_MMSA_DATA_ROOT`` and ``pretrained`` is resolved
+  to a local BERT (``DAR_MMSA_PRETRAINED`` first, unless ``MMSA_run(config=...)`` names
+  ``pretrained``) when a run starts (``MMSA.run._run``), i.e. after MMSA has applied the ``config=``
+  overrides; feature pickles are validated and ``train_samples`` is set from the
   data (Self-MM and TETFN index per-sample state by it);
 * ``max_epochs`` in a config caps MMSA's own trainers (which otherwise only stop early).
 """
@@ -34,6 +36,8 @@ from torch import nn
 from .registry import _MODELS, ENV_DATA_ROOT, ENV_PRETRAINED, RunState, check_dataset, check_model
 
 _PRETRAINED = contextvars.ContextVar("dar_mmsa_pretrained", default=None)
+# keys the current ``MMSA_run(config=...)`` overrides: an explicit ``pretrained`` there beats the env var
+_CONFIG_KEYS = contextvars.ContextVar("dar_mmsa_config_keys", default=frozenset())
 
 
 # ----------------------------------------------------------------------------- config
@@ -57,11 +61,20 @@ def _config_loader(original):
     def get_config_regression(model_name, dataset_name, config_file=""):
         check_model(model_name)
         check_dataset(dataset_name)
-        args = original(model_name, dataset_name, config_file)
-        resolve_run_paths(args)
-        return args
+        # paths are resolved when the run starts (``_run_hook``): MMSA applies ``config=`` after this
+        return original(model_name, dataset_name, config_file)
 
     return get_config_regression
+
+
+def _run_hook(original):
+    """``MMSA.run._run(args, ...)``, entered with the final arguments (file + ``config=`` overrides)."""
+    @functools.wraps(original)
+    def _run(args, *rest, **kwargs):
+        resolve_run_paths(args, pretrained_from_env="pretrained" not in _CONFIG_KEYS.get())
+        return original(args, *rest, **kwargs)
+
+    return _run
 
 
 # ----------------------------------------------------------------------------- AMIO / ATIO
@@ -220,8 +233,13 @@ def _setup_seed(original):
 def _mmsa_run(original):
     @functools.wraps(original)
     def MMSA_run(*args, **kwargs):
-        with np.printoptions(legacy="1.25"):  # plain numbers, not np.float64(...), in MMSA's CSV
-            return original(*args, **kwargs)
+        config = kwargs.get("config", args[3] if len(args) > 3 else None)
+        token = _CONFIG_KEYS.set(frozenset(config) if isinstance(config, dict) else frozenset())
+        try:
+            with np.printoptions(legacy="1.25"):  # plain numbers, not np.float64(...), in MMSA's CSV
+                return original(*args, **kwargs)
+        finally:
+            _CONFIG_KEYS.reset(token)
 
     return MMSA_run
 
@@ -255,6 +273,7 @@ def register() -> None:
     _patch(ATIO, "getTrain", _atio_get_train)
     _patch(run, "get_config_regression", _config_loader)
     _patch(run, "MMDataLoader", _data_loader)
+    _patch(run, "_run", _run_hook)
     _patch(run, "_set_logger", _set_logger)
     _patch(run, "setup_seed", _setup_seed)
     _patch(run, "MMSA_run", _mmsa_run)
