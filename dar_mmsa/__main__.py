@@ -42,16 +42,19 @@ def main(argv=None) -> int:
     from . import registry
     from .errors import ConfigError, DarMmsaError
 
+    from .model_list import availability_text, unknown_model_message
+
     args = parse_args(argv)
-    if args.list_models:
-        for name in registry.list_models():
-            source = "dar_mmsa" if name in registry.our_models() else "MMSA 2.2.1"
-            print(f"{name:10s} {source}")
-        return 0
     try:
+        if args.list_models:
+            print(availability_text(args.config or None, benchmark=False, describe=lambda name: (
+                "dar_mmsa" if name in registry.our_models() else "MMSA 2.2.1")))
+            return 0
         if not args.model:
             raise ConfigError("no model given: pass -m MODEL (see --list-models)")
-        registry.check_model(args.model)
+        message = unknown_model_message(args.model, args.config or None, benchmark=False)
+        if message:
+            raise ConfigError(message)
         registry.check_dataset(args.dataset)
         if args.data_root:
             os.environ[registry.ENV_DATA_ROOT] = os.path.abspath(args.data_root)

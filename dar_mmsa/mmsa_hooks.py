@@ -114,10 +114,19 @@ def _data_loader(original):
         load_features(args["featurePath"], args["dataset_name"], aligned=bool(args.get("need_data_aligned")),
                       use_bert=bool(args.get("use_bert")))
         loaders = original(args, num_workers)
+        apply_padding(loaders)
         args["train_samples"] = len(loaders["train"].dataset)
         return loaders
 
     return MMDataLoader
+
+
+def apply_padding(loaders) -> None:
+    """Positions t >= length are zeros in every split MMSA loaded, lengths clipped to T (LNLN's rule)."""
+    from .data.padding import apply_padding_to_dataset
+
+    for loader in loaders.values():
+        apply_padding_to_dataset(loader.dataset)
 
 
 class MaxEpochsReached(Exception):

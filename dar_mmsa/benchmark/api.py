@@ -35,7 +35,7 @@ def run(models: Optional[Sequence[str]] = None, datasets: Sequence[str] = ("mosi
         rates_per_modality: Optional[Sequence] = None, data_root=None, pretrained=None, device: str = "auto",
         out="results", name: Optional[str] = None, quick: bool = False, eval_only: bool = False, config_file=None,
         overrides: Optional[Mapping] = None, with_reported: bool = False, progress: bool = True,
-        say=None) -> BenchmarkResult:
+        say=None, masks: str = "ours") -> BenchmarkResult:
     """Run (or resume) the robustness benchmark and write its reports; see the module docstring.
 
     Args:
@@ -56,6 +56,8 @@ def run(models: Optional[Sequence[str]] = None, datasets: Sequence[str] = ("mosi
         overrides: config keys to override for every run (part of the training config hash).
         with_reported: add the paper's reported rows to ``table1.tex``.
         say: where one-line messages go (default: stderr).
+        masks: the intra-modal masks, ``ours`` (default) or ``lnln`` (LNLN's reference masks,
+            ``dar_mmsa.data.lnln_masks``); stored in each evaluation's condition.
 
     Raises ``DarMmsaError`` (one line) for any bad input, before anything is trained.
     """
@@ -71,6 +73,8 @@ def run(models: Optional[Sequence[str]] = None, datasets: Sequence[str] = ("mosi
                           "(per-modality settings replace the rate grid)")
     if rates_per_modality and protocol == "inter":
         raise ConfigError("--rates-per-modality belongs to the intra-modal protocol: use --protocol intra or all")
+    if rates is not None and protocol == "inter":
+        raise ConfigError("--rates belongs to the intra-modal protocol: use --protocol intra or all")
     if drop_rates is not None and protocol == "intra":
         raise ConfigError("--drop-rates belongs to the inter-modal protocol: use --protocol inter or all")
     settings_per_modality = None
@@ -79,7 +83,8 @@ def run(models: Optional[Sequence[str]] = None, datasets: Sequence[str] = ("mosi
         settings_per_modality = parse_rates_per_modality(tokens) + [dict(t) for t in rates_per_modality
                                                                     if not isinstance(t, str)]
     conditions = conditions_for(protocol, DEFAULT_RATES if rates is None else rates,
-                                DEFAULT_DROP_RATES if drop_rates is None else drop_rates, settings_per_modality)
+                                DEFAULT_DROP_RATES if drop_rates is None else drop_rates, settings_per_modality,
+                                masks=masks)
     overrides = dict(QUICK_OVERRIDES if quick else {}, **(overrides or {}))
     config_file = Path(config_file) if config_file else None
     if config_file is not None and not config_file.is_file():
@@ -92,6 +97,9 @@ def run(models: Optional[Sequence[str]] = None, datasets: Sequence[str] = ("mosi
     settings.store.check_writable()
     with settings.store.lock():
         synthetic_scale = prepare_inputs(settings, data_root=data_root, pretrained=pretrained, quick=quick)
+        if synthetic_scale is not None and not quick:
+            say(f"warning: no --data-root and no ${ENV_DATA_ROOT}: training on synthetic data "
+                f"(its numbers say nothing about MOSI/MOSEI)")
         planned = plan(settings)
         if synthetic_scale is not None:
             write_synthetic_data(settings.data_root, settings.datasets, synthetic_scale)
