@@ -6,6 +6,14 @@ import run_benchmark
 from dar_mmsa.model_list import model_availability
 
 
+class _Stop(Exception):
+    pass
+
+
+def _stop(*args, **kwargs):
+    raise _Stop
+
+
 def test_repeated_set_accumulates():
     args = run_benchmark.build_parser().parse_args(["--set", "max_epochs=1", "--set", "batch_size=8", "lr=0.5"])
     assert dict(args.overrides) == {"max_epochs": 1, "batch_size": 8, "lr": 0.5}
@@ -16,7 +24,10 @@ def test_repeated_set_accumulates():
     (["--masks", "lnln", "--protocol", "inter"], "--masks belongs to the intra-modal protocol"),
     (["--models", "tfm"], "unknown model 'tfm': runnable models are almt, cenet, dar"),
 ])
-def test_ignored_combinations_are_errors(argv, expected, tmp_path, capsys):
+def test_ignored_combinations_are_errors(argv, expected, tmp_path, capsys, monkeypatch):
+    from dar_mmsa.benchmark import api
+
+    monkeypatch.setattr(api, "prepare_inputs", _stop)  # were the combination accepted, stop before any work
     assert run_benchmark.main(argv + ["--out", str(tmp_path), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and expected in err and err.count("\n") == 1
@@ -65,8 +76,6 @@ def test_mmsa_cli_list_models(capsys):
     assert out.index("runnable:") < out.index("misa") < out.index("not runnable") < out.index("\n  tfn ")
 
 
-class _Stop(Exception):
-    pass
 
 
 @pytest.mark.parametrize("quick", [False, True])

@@ -72,6 +72,13 @@ def load_reported(datasets: Sequence[str] = ("mosi", "mosei")) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _nan_mark(by_key, model, dataset, metric) -> str:
+    """``$^*$`` after a cell averaged over fewer seeds than it should (some values were NaN)."""
+    row = by_key.get((model, dataset))
+    n_nan = row.get(f"{metric}_n_nan") if row is not None else None
+    return r"$^*$" if n_nan is not None and not pd.isna(n_nan) and n_nan > 0 else ""
+
+
 def _cells(table: pd.DataFrame, datasets: Sequence[str], rank: bool) -> List[List[str]]:
     """Row-major cell texts (without the name column) for the rows of ``table``."""
     by_key = {(r["model"], r["dataset"]): r for _, r in table.iterrows()}
@@ -91,7 +98,8 @@ def _cells(table: pd.DataFrame, datasets: Sequence[str], rank: bool) -> List[Lis
         row = []
         for ds in datasets:
             for _, metrics in TABLE1_COLUMNS:
-                row.append(" / ".join(_marked(printed[(m, ds, k)], marks[(m, ds, k)]) for k in metrics))
+                row.append(" / ".join(_marked(printed[(m, ds, k)], marks[(m, ds, k)]) + _nan_mark(by_key, m, ds, k)
+                                      for k in metrics))
         rows.append(row)
     return rows
 
@@ -116,6 +124,9 @@ def table1_latex(table: pd.DataFrame, *, synthetic: bool, conditions: str, seeds
                f"Best in bold, second underlined.")
     if incomplete:
         caption += r" $^\dagger$Some runs are missing."
+    if any(table.get(f"{m}_n_nan", pd.Series(dtype=float)).fillna(0).gt(0).any() for _, ms in TABLE1_COLUMNS
+           for m in ms):
+        caption += r" $^*$The metric was undefined (NaN) in some runs: mean over the runs where it is defined."
     if reported is not None and len(reported):
         caption += " Rows marked ``reported'' are the numbers printed in the DAR paper (not run here)."
     if synthetic:

@@ -47,7 +47,7 @@ from torch import nn
 
 from ..data.corruption import MODALITIES
 from ..errors import ConfigError
-from .base import Trainer, epoch_seed
+from .base import Trainer, epoch_seed, setting
 from .schedules import warmup_cosine_scheduler
 
 logger = logging.getLogger("MMSA")
@@ -128,7 +128,7 @@ class LNLNTrainer(Trainer):
     def __init__(self, args):
         super().__init__(args)
         self.max_epochs = int(args.get("max_epochs") or 200)
-        self.early_stop = int(args.get("early_stop") or self.max_epochs)
+        self.early_stop = setting(args, "early_stop", self.max_epochs)
         self.skip_zero_lr_epoch = bool(args.get("skip_zero_lr_epoch", False))
         self.loss_weights = {name: float(args.get(key, default)) for name, (key, default) in LOSS_WEIGHTS.items()}
         self.checkpoint_selection = args.get("checkpoint_selection") or "valid_loss"
