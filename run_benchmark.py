@@ -107,13 +107,16 @@ def main(argv=None) -> int:
             return 0
         check_cli(args)
         from dar_mmsa.benchmark import run
+        from dar_mmsa.data.features import plain_data_warnings
 
-        result = run(models=args.models, datasets=args.datasets, seeds=args.seeds, rates=args.rates,
-                     protocol=args.protocol, drop_rates=args.drop_rates, rates_per_modality=args.rates_per_modality,
-                     data_root=args.data_root, pretrained=args.pretrained, device=args.device, out=args.out,
-                     name=args.name, quick=args.quick, eval_only=args.eval_only, config_file=args.config,
-                     overrides=dict(args.overrides), with_reported=args.with_reported, progress=not args.no_progress,
-                     masks=args.masks)
+        with plain_data_warnings():
+            result = run(models=args.models, datasets=args.datasets, seeds=args.seeds, rates=args.rates,
+                         protocol=args.protocol, drop_rates=args.drop_rates,
+                         rates_per_modality=args.rates_per_modality,
+                         data_root=args.data_root, pretrained=args.pretrained, device=args.device, out=args.out,
+                         name=args.name, quick=args.quick, eval_only=args.eval_only, config_file=args.config,
+                         overrides=dict(args.overrides), with_reported=args.with_reported,
+                         progress=not args.no_progress, masks=args.masks)
     except DarMmsaError as exc:
         print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2

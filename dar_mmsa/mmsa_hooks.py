@@ -149,11 +149,54 @@ class _CappedLoader:
         return getattr(self.loader, name)
 
 
+class _LossRecorder:
+    """Stands in for a trainer's loss function during ``do_test``: records (value, batch size) per call."""
+
+    def __init__(self, function):
+        self.function, self.calls = function, []
+
+    def __call__(self, prediction, *args, **kwargs):
+        loss = self.function(prediction, *args, **kwargs)
+        self.calls.append((float(loss.detach()), len(prediction)))
+        return loss
+
+
+def _weighted_loss_test(trainer, do_test, model, loader, mode, *args, **kwargs):
+    """``do_test`` with its ``Loss`` re-averaged over samples instead of over batches.
+
+    MMSA's trainers report ``sum(batch losses) / len(loader)``, which moves with the batch size when
+    the last batch is smaller. The loss function each calls once per batch (``weighted_loss`` for
+    Self-MM, ``criterion`` for the others) is recorded; when it ran exactly once per batch the
+    sample-weighted mean replaces ``Loss`` (else MMSA's value stays).
+    """
+    name = "weighted_loss" if hasattr(trainer, "weighted_loss") else "criterion" if hasattr(trainer, "criterion") \
+        else None
+    if name is None:
+        return do_test(model, loader, mode, *args, **kwargs)
+    own = name in vars(trainer)
+    original = getattr(trainer, name)
+    recorder = _LossRecorder(original)
+    setattr(trainer, name, recorder)
+    try:
+        results = do_test(model, loader, mode, *args, **kwargs)
+    finally:
+        if own:
+            setattr(trainer, name, original)
+        else:
+            delattr(trainer, name)
+    calls = recorder.calls
+    if isinstance(results, dict) and "Loss" in results and calls and len(calls) == len(loader):
+        results["Loss"] = round(sum(v * n for v, n in calls) / sum(n for _, n in calls), 4)
+    return results
+
+
 def mmsa_trainer(trainer, max_epochs: Optional[int] = None):
-    """MMSA's own trainer, with two fixes.
+    """MMSA's own trainer, with three fixes.
 
     * ``do_test(model, ...)`` evaluates ``model``: MMIM's evaluates ``self.model`` (whatever its
       ``do_train`` last saw), so a freshly loaded checkpoint would be ignored.
+    * ``do_test``'s ``Loss`` is the sample-weighted mean (see :func:`_weighted_loss_test`), so it does
+      not depend on the evaluation batch size, like our trainers' ``Loss``.
     * With ``max_epochs``, training stops after that many validated epochs (MMSA's trainers only stop
       early). Epochs are counted by validation calls, not by passes over the train loader, because
       Self-MM also loops over it once to initialise its labels. The best checkpoint so far stays where
@@ -165,7 +208,7 @@ def mmsa_trainer(trainer, max_epochs: Optional[int] = None):
     def evaluated_test(model, loader, mode="VAL", *args, **kwargs):
         validations[0] += mode == "VAL"
         trainer.model = model  # harmless for trainers that never read it
-        return do_test(model, loader, mode, *args, **kwargs)
+        return _weighted_loss_test(trainer, do_test, model, loader, mode, *args, **kwargs)
 
     def capped_train(model, dataloader, *args, **kwargs):
         loaders = dict(dataloader)

@@ -68,3 +68,33 @@ def test_config_override_of_pretrained_beats_env(monkeypatch, tmp_path, tiny_ber
                      res_save_dir=str(tmp_path / "r"), log_dir=str(tmp_path / "l"))
     assert seen["pretrained"] == tiny_bert
     assert seen["featurePath"] == str(tmp_path / "x.pkl")
+
+
+@pytest.mark.parametrize("model", ["misa", "self_mm", "mmim"])
+def test_mmsa_trainer_loss_does_not_depend_on_batch_size(model, tiny_bert, small_mosi_root, tmp_path):
+    """MMSA's trainers average batch means; the stored Loss is the sample-weighted mean (item 7)."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    from dar_mmsa.runner import build_args, build_model, build_trainer, load_data
+
+    args = build_args(model, "mosi", data_root=small_mosi_root, pretrained=tiny_bert, device="cpu",
+                      save_path=tmp_path / "m.pth")
+    test_set = load_data(args)["test"].dataset
+    assert len(test_set) == 9
+    torch.manual_seed(0)
+    net, trainer = build_model(args), build_trainer(args)
+    net.eval()
+    losses = [trainer.do_test(net, DataLoader(test_set, batch_size=b, shuffle=False), mode="TEST")["Loss"]
+              for b in (9, 4, 2)]
+    assert losses[1] == pytest.approx(losses[0], abs=1.01e-4) and losses[2] == pytest.approx(losses[0], abs=1.01e-4)
+
+
+def test_build_args_override_of_pretrained_beats_env(monkeypatch, tmp_path, tiny_bert, small_mosi_root):
+    from dar_mmsa.runner import build_args
+
+    monkeypatch.setenv("DAR_MMSA_PRETRAINED", str(tmp_path / "no-such-bert"))
+    features = str(tmp_path / "elsewhere.pkl")
+    args = build_args("dar", "mosi", data_root=small_mosi_root, overrides={"pretrained": tiny_bert,
+                                                                           "featurePath": features})
+    assert args["pretrained"] == tiny_bert and args["featurePath"] == features

@@ -20,8 +20,10 @@ arrays are scanned in chunks so that a check never allocates more than a few ten
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import sys
 import pickle
 import warnings
 from collections.abc import Mapping
@@ -240,6 +242,26 @@ def zero_negative_inf(data) -> dict:
     return counts
 
 
+class DataWarning(UserWarning):
+    """A feature file is accepted, but something in it changes what the models see."""
+
+
+@contextlib.contextmanager
+def plain_data_warnings():
+    """Within: a :class:`DataWarning` prints as one ``warning: ...`` line on stderr (for the CLIs)."""
+    with warnings.catch_warnings():
+        shown = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            if issubclass(category, DataWarning):
+                print(f"warning: {message}", file=file or sys.stderr)
+            else:
+                shown(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
+        yield
+
+
 _WARNED: set = set()  # padding warnings already given in this process (a file is checked more than once)
 
 
@@ -256,7 +278,7 @@ def warn_padding(data, path, aligned: bool) -> None:
     for message in padding_warnings(data, path, aligned):
         if message not in _WARNED:
             _WARNED.add(message)
-            warnings.warn(message, stacklevel=3)
+            warnings.warn(message, DataWarning, stacklevel=3)
 
 
 def load_features(path, dataset: str, aligned: bool, use_bert: bool = True) -> dict:
@@ -270,7 +292,7 @@ def load_features(path, dataset: str, aligned: bool, use_bert: bool = True) -> d
     if sum(counts.values()):
         detail = ", ".join(f"{split}: {n}" for split, n in counts.items() if n)
         warnings.warn(f"{path}: replaced {sum(counts.values())} -inf audio values with 0 ({detail}), "
-                      f"as MMSA's loader does", stacklevel=2)
+                      f"as MMSA's loader does", DataWarning, stacklevel=2)
     return data
 
 
