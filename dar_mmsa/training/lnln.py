@@ -25,9 +25,9 @@ Protocol switches (commonParams):
   reproduce published numbers. Unlike the reference, epoch 1 is saved too (the reference only
   records it), so a checkpoint always exists.
 * ``max_epochs`` (200) epochs, no early stopping (``early_stop`` = ``max_epochs``).
-* ``mask_seed``: null (default) seeds masks with the run seed (training: per epoch; evaluation: the
-  run seed). An integer replaces every mask seed, training and evaluation, like the reference's
-  fixed 1111.
+* ``mask_seed``: null (default) seeds masks with the run seed (training: per epoch; validation: the
+  run seed). An integer replaces the seed of our masks in this trainer; it does not reproduce the
+  reference's numpy draws and does not touch the benchmark's test inputs (``--masks lnln`` does).
 * ``skip_zero_lr_epoch``: false (default) keeps the reference's lr-0 first epoch.
 
 The validation/test ``Loss`` is the sentiment MSE only: at evaluation there are no complete inputs
