@@ -119,7 +119,7 @@ def inter_table(per_cond: pd.DataFrame, metric: str = "Non0_acc_2", model_order:
         row["Avg"] = float(np.mean(present)) if len(present) == len(SUBSET_COLUMNS) else None
         row["n_nan"] = int((group["n_seeds"] - group[f"{metric}_n"]).sum())
         rows.append(row)
-    columns = ["data", "dataset", "model", "display_name", "metric", *SUBSET_COLUMNS, "Avg", "n_nan"]
+    columns = ["data", "dataset", "model", "display_name", "metric", "n_nan", *SUBSET_COLUMNS, "Avg"]
     return _ordered(pd.DataFrame(rows, columns=columns), model_order, ())
 
 
