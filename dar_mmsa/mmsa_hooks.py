@@ -17,7 +17,10 @@ and works around MMSA's rough edges on CPU and current torch/transformers/numpy:
   to a local BERT (``DAR_MMSA_PRETRAINED`` first, unless ``MMSA_run(config=...)`` names
   ``pretrained``) when a run starts (``MMSA.run._run``), i.e. after MMSA has applied the ``config=``
   overrides; feature pickles are validated and ``train_samples`` is set from the
-  data (Self-MM and TETFN index per-sample state by it);
+  data (Self-MM and TETFN index per-sample state by it); loaded audio/vision are zero at
+  ``t >= length`` and lengths clipped to T (LNLN's padding rule, ``dar_mmsa.data.padding``), also in
+  TFR-Net's ``generate_m``;
+* MMSA's trainers report ``Loss`` as a mean of batch means: it is re-averaged over samples;
 * ``max_epochs`` in a config caps MMSA's own trainers (which otherwise only stop early).
 """
 from __future__ import annotations
@@ -127,6 +130,18 @@ def apply_padding(loaders) -> None:
 
     for loader in loaders.values():
         apply_padding_to_dataset(loader.dataset)
+
+
+def _generate_m(original):
+    """TFR-Net's masks (``MMDataset.generate_m``) from lengths clipped to T: a length above T would
+    make MMSA build a ragged mask and fail (such files are accepted, with a warning)."""
+    @functools.wraps(original)
+    def generate_m(self, modality, input_mask, input_len, missing_rate, missing_seed, mode="text"):
+        if mode in ("audio", "vision") and input_len is not None:
+            input_len = np.clip(np.asarray(input_len).astype(np.int64), 0, modality.shape[1])
+        return original(self, modality, input_mask, input_len, missing_rate, missing_seed, mode)
+
+    return generate_m
 
 
 class MaxEpochsReached(Exception):
@@ -326,6 +341,9 @@ def register() -> None:
     _patch(run, "get_config_regression", _config_loader)
     _patch(run, "MMDataLoader", _data_loader)
     _patch(run, "_run", _run_hook)
+    from MMSA.data_loader import MMDataset
+
+    _patch(MMDataset, "generate_m", _generate_m)
     _patch(run, "_set_logger", _set_logger)
     _patch(run, "setup_seed", _setup_seed)
     _patch(run, "MMSA_run", _mmsa_run)

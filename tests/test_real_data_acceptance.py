@@ -108,3 +108,17 @@ def test_quick_benchmark_runs_with_warnings(roots, variant, tmp_path, capfd):
     assert code == 0, err
     assert EXPECTED_WARNING[variant] in err and "error" not in err
     assert "Table 1" in out
+
+
+def test_tfr_net_loads_a_file_with_lengths_above_t(roots, tiny_bert, tmp_path):
+    """TFR-Net's MMSA loader builds its masks from the lengths: they are clipped to T first."""
+    from dar_mmsa.runner import build_args, load_data
+
+    args = build_args("tfr_net", "mosi", data_root=roots["over_length"], pretrained=tiny_bert, device="cpu",
+                      save_path=tmp_path / "m.pth")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        test_set = load_data(args)["test"].dataset
+    t_len = test_set.audio.shape[1]
+    assert test_set.audio_lengths[0] == t_len and test_set.audio_mask.shape == (len(test_set), t_len)
+    assert test_set.audio_mask[0].sum() == t_len
