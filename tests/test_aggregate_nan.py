@@ -63,4 +63,7 @@ def test_inter_table_counts_nan(frame):
                 (True, False, True), (False, True, True), (True, True, True)]]
     records[0]["metrics"]["Non0_acc_2"] = float("nan")
     table = aggregate.inter_table(aggregate.per_condition(aggregate.records_frame(records)))
-    assert table.iloc[0]["n_nan"] == 1
+    assert table.iloc[0]["n_nan"] == 1 and table.iloc[0]["n_nan L"] == 1 and table.iloc[0]["n_nan A"] == 0
+    row = [line for line in latex.inter_latex(table, synthetic=True, seeds=(1111, 1112)).splitlines()
+           if line.startswith("DAR")][0]
+    assert row.count("$^*$") == 2  # the L cell and the average

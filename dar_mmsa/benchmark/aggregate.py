@@ -117,9 +117,12 @@ def inter_table(per_cond: pd.DataFrame, metric: str = "Non0_acc_2", model_order:
         row.update({label: values.get(label) for label in SUBSET_COLUMNS})
         present = [v for v in (values.get(label) for label in SUBSET_COLUMNS) if v is not None]
         row["Avg"] = float(np.mean(present)) if len(present) == len(SUBSET_COLUMNS) else None
-        row["n_nan"] = int((group["n_seeds"] - group[f"{metric}_n"]).sum())
+        missing = dict(zip(group["label"], group["n_seeds"] - group[f"{metric}_n"]))
+        row.update({f"n_nan {label}": int(missing.get(label, 0)) for label in SUBSET_COLUMNS})
+        row["n_nan"] = int(sum(missing.values()))
         rows.append(row)
-    columns = ["data", "dataset", "model", "display_name", "metric", "n_nan", *SUBSET_COLUMNS, "Avg"]
+    columns = ["data", "dataset", "model", "display_name", "metric", "n_nan",
+               *(f"n_nan {label}" for label in SUBSET_COLUMNS), *SUBSET_COLUMNS, "Avg"]
     return _ordered(pd.DataFrame(rows, columns=columns), model_order, ())
 
 

@@ -159,6 +159,8 @@ def inter_latex(table: pd.DataFrame, *, synthetic: bool, seeds: Sequence[int], m
                f"with only the listed modalities present (L: text, A: audio, V: vision; absent text is "
                f"[UNK] between [CLS] and [SEP], absent audio/vision is zeros), mean over seeds "
                f"{', '.join(str(s) for s in seeds)}. Best in bold, second underlined.")
+    if "n_nan" in table and (table["n_nan"].fillna(0) > 0).any():
+        caption += r" $^*$The metric was undefined (NaN) in some runs: mean over the runs where it is defined."
     if synthetic:
         caption = r"\textbf{Synthetic data}: numbers are not comparable to published ones. " + caption
     lines = [r"\begin{table}[t]", r"\centering", r"\small", rf"\caption{{{caption}}}", rf"\label{{{label}}}",
@@ -172,7 +174,8 @@ def inter_latex(table: pd.DataFrame, *, synthetic: bool, seeds: Sequence[int], m
         marks = {c: rank_marks([float(t) if t is not None else None for t in printed[c]], metric in LOWER_IS_BETTER)
                  for c in columns}
         for i, (_, row) in enumerate(block.iterrows()):
-            cells = [_marked(printed[c][i], marks[c][i]) for c in columns]
+            nan = [row.get("n_nan" if c == "Avg" else f"n_nan {c}", 0) or 0 for c in columns]
+            cells = [_marked(printed[c][i], marks[c][i]) + (r"$^*$" if n > 0 else "") for c, n in zip(columns, nan)]
             lines.append(" & ".join([escape(row["display_name"]), *cells]) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
     return "\n".join(lines)
