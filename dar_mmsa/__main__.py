@@ -63,16 +63,18 @@ def main(argv=None) -> int:
         import MMSA
 
         from .config import default_config_file
+        from .data.features import plain_data_warnings
 
-        MMSA.MMSA_run(
-            model_name=args.model, dataset_name=args.dataset,
-            config_file=args.config or str(default_config_file()), seeds=args.seeds,
-            is_tune=args.tune, tune_times=args.tune_times,
-            feature_T=args.feature_T, feature_A=args.feature_A, feature_V=args.feature_V,
-            gpu_ids=args.gpu_ids, num_workers=args.num_workers, verbose_level=args.verbose,
-            model_save_dir=args.model_save_dir or None, res_save_dir=args.res_save_dir or None,
-            log_dir=args.log_dir or None,
-        )
+        with plain_data_warnings():
+            MMSA.MMSA_run(
+                model_name=args.model, dataset_name=args.dataset,
+                config_file=args.config or str(default_config_file()), seeds=args.seeds,
+                is_tune=args.tune, tune_times=args.tune_times,
+                feature_T=args.feature_T, feature_A=args.feature_A, feature_V=args.feature_V,
+                gpu_ids=args.gpu_ids, num_workers=args.num_workers, verbose_level=args.verbose,
+                model_save_dir=args.model_save_dir or None, res_save_dir=args.res_save_dir or None,
+                log_dir=args.log_dir or None,
+            )
     except DarMmsaError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
