@@ -1,8 +1,8 @@
 """CENET's trainer (MMSA master ``trains/singleTask/CENET.py`` behaviour, spec §1.2).
 
 L1 loss; Adam with coupled L2 weight decay over three name-based parameter groups; the global
-gradient norm clipped to ``max_grad_norm`` (2) every step (-1: no clipping, MMSA's convention); no scheduler; early stopping on the
-validation L1 after ``early_stop`` (8) epochs without improvement. The reference has no epoch cap:
+gradient norm clipped to ``max_grad_norm`` (2) every step (-1: no clipping, MMSA's convention); no
+scheduler; early stopping on the validation L1 after ``early_stop`` (8) epochs without improvement. The reference has no epoch cap:
 ``max_epochs`` (default 1000) is only a safety cap.
 """
 from __future__ import annotations
