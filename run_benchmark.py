@@ -49,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     inputs.add_argument("--pretrained", help="local BERT directory (default: config / $DAR_MMSA_PRETRAINED)")
     inputs.add_argument("--config", help="MMSA-format config file (default: baselines_config/config_regression.json)")
     inputs.add_argument("--set", nargs="+", default=[], type=_assignment, metavar="KEY=VALUE", dest="overrides",
-                        help="override config keys for every run, e.g. --set max_epochs=5 batch_size=32")
+                        action="extend", help="override config keys for every run, e.g. --set max_epochs=5 "
+                                              "batch_size=32 (repeatable)")
     inputs.add_argument("--device", default="auto", help="auto, cpu or cuda:N (default: auto)")
     outputs = parser.add_argument_group("outputs")
     outputs.add_argument("--out", default="results", help="output folder (default: results)")
@@ -75,20 +76,39 @@ def build_parser() -> argparse.ArgumentParser:
     modes.add_argument("--quick", action="store_true", help="tiny synthetic data, tiny BERT, 2 epochs (minutes on CPU)")
     modes.add_argument("--eval-only", action="store_true", help="evaluate saved checkpoints only (e.g. new rates)")
     modes.add_argument("--list-models", action="store_true", help="list the runnable models and exit")
+    masks = parser.add_argument_group("masks")
+    masks.add_argument("--masks", default="ours", choices=("ours", "lnln"),
+                       help="intra-modal masks: ours (per-sample hash of the run seed) or lnln (LNLN's reference "
+                            "masks: numpy seeded with 1111 per modality, one draw per split); default: ours")
     return parser
 
 
-def list_models_text() -> str:
-    import dar_mmsa
+def list_models_text(config_file=None) -> str:
+    """Runnable models first (in the config and reading BERT), then the others with why not."""
+    import dar_mmsa  # noqa: F401  -- registers every model
+    from dar_mmsa.model_list import availability_text
     from dar_mmsa.registry import get_entry, our_models
     from dar_mmsa.report.names import model_display_name
 
-    lines = []
-    for name in dar_mmsa.list_models():
+    def describe(name):
         origin = "dar_mmsa" if name in our_models() else "MMSA"
         description = get_entry(name).description if name in our_models() else ""
-        lines.append(f"{name:12} {model_display_name(name):32} {origin:8} {description}".rstrip())
-    return "\n".join(lines)
+        return f"{model_display_name(name):32} {origin:8} {description}"
+
+    return availability_text(config_file, benchmark=True, describe=describe)
+
+
+def check_cli(args) -> None:
+    """Combinations the command line would otherwise ignore, and unknown model names."""
+    from dar_mmsa.errors import ConfigError
+    from dar_mmsa.model_list import unknown_model_message
+
+    for model in args.models or ():
+        message = unknown_model_message(model, args.config, benchmark=True)
+        if message:
+            raise ConfigError(message)
+    if args.masks != "ours" and args.protocol == "inter":
+        raise ConfigError("--masks belongs to the intra-modal protocol: use --protocol intra or all")
 
 
 def main(argv=None) -> int:
@@ -97,17 +117,22 @@ def main(argv=None) -> int:
 
     try:
         if args.list_models:
-            print(list_models_text())
+            print(list_models_text(args.config))
             return 0
+        check_cli(args)
         from dar_mmsa.benchmark import run
+        from dar_mmsa.data.features import plain_data_warnings
 
-        result = run(models=args.models, datasets=args.datasets, seeds=args.seeds, rates=args.rates,
-                     protocol=args.protocol, drop_rates=args.drop_rates, rates_per_modality=args.rates_per_modality,
-                     data_root=args.data_root, pretrained=args.pretrained, device=args.device, out=args.out,
-                     name=args.name, quick=args.quick, eval_only=args.eval_only, config_file=args.config,
-                     overrides=dict(args.overrides), with_reported=args.with_reported, progress=not args.no_progress,
-                     backend=args.backend, jobs=args.jobs, cpus_per_run=args.cpus_per_run,
-                     gpus_per_run=args.gpus_per_run, ray_address=args.ray_address, max_retries=args.max_retries)
+        with plain_data_warnings():
+            result = run(models=args.models, datasets=args.datasets, seeds=args.seeds, rates=args.rates,
+                         protocol=args.protocol, drop_rates=args.drop_rates,
+                         rates_per_modality=args.rates_per_modality,
+                         data_root=args.data_root, pretrained=args.pretrained, device=args.device, out=args.out,
+                         name=args.name, quick=args.quick, eval_only=args.eval_only, config_file=args.config,
+                         overrides=dict(args.overrides), with_reported=args.with_reported,
+                         progress=not args.no_progress, masks=args.masks,
+                         backend=args.backend, jobs=args.jobs, cpus_per_run=args.cpus_per_run,
+                         gpus_per_run=args.gpus_per_run, ray_address=args.ray_address, max_retries=args.max_retries)
     except DarMmsaError as exc:
         print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2

@@ -42,16 +42,19 @@ def main(argv=None) -> int:
     from . import registry
     from .errors import ConfigError, DarMmsaError
 
+    from .model_list import availability_text, unknown_model_message
+
     args = parse_args(argv)
-    if args.list_models:
-        for name in registry.list_models():
-            source = "dar_mmsa" if name in registry.our_models() else "MMSA 2.2.1"
-            print(f"{name:10s} {source}")
-        return 0
     try:
+        if args.list_models:
+            print(availability_text(args.config or None, benchmark=False, describe=lambda name: (
+                "dar_mmsa" if name in registry.our_models() else "MMSA 2.2.1")))
+            return 0
         if not args.model:
             raise ConfigError("no model given: pass -m MODEL (see --list-models)")
-        registry.check_model(args.model)
+        message = unknown_model_message(args.model, args.config or None, benchmark=False)
+        if message:
+            raise ConfigError(message)
         registry.check_dataset(args.dataset)
         if args.data_root:
             os.environ[registry.ENV_DATA_ROOT] = os.path.abspath(args.data_root)
@@ -60,16 +63,18 @@ def main(argv=None) -> int:
         import MMSA
 
         from .config import default_config_file
+        from .data.features import plain_data_warnings
 
-        MMSA.MMSA_run(
-            model_name=args.model, dataset_name=args.dataset,
-            config_file=args.config or str(default_config_file()), seeds=args.seeds,
-            is_tune=args.tune, tune_times=args.tune_times,
-            feature_T=args.feature_T, feature_A=args.feature_A, feature_V=args.feature_V,
-            gpu_ids=args.gpu_ids, num_workers=args.num_workers, verbose_level=args.verbose,
-            model_save_dir=args.model_save_dir or None, res_save_dir=args.res_save_dir or None,
-            log_dir=args.log_dir or None,
-        )
+        with plain_data_warnings():
+            MMSA.MMSA_run(
+                model_name=args.model, dataset_name=args.dataset,
+                config_file=args.config or str(default_config_file()), seeds=args.seeds,
+                is_tune=args.tune, tune_times=args.tune_times,
+                feature_T=args.feature_T, feature_A=args.feature_A, feature_V=args.feature_V,
+                gpu_ids=args.gpu_ids, num_workers=args.num_workers, verbose_level=args.verbose,
+                model_save_dir=args.model_save_dir or None, res_save_dir=args.res_save_dir or None,
+                log_dir=args.log_dir or None,
+            )
     except DarMmsaError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

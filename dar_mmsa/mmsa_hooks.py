@@ -13,9 +13,14 @@ and works around MMSA's rough edges on CPU and current torch/transformers/numpy:
 * numpy 2 scalars reach MMSA's result CSV as ``np.float64(...)``: ``MMSA_run`` prints with
   numpy's 1.25 scalar repr;
 * every ``MMSA_run`` in one process added logging handlers again: they are replaced instead;
-* empty ``dataset_root_dir``/``pretrained`` are filled from ``DAR_MMSA_DATA_ROOT`` /
-  ``DAR_MMSA_PRETRAINED``; feature pickles are validated and ``train_samples`` is set from the
-  data (Self-MM and TETFN index per-sample state by it);
+* a relative ``featurePath`` is placed under ``DAR_MMSA_DATA_ROOT`` and ``pretrained`` is resolved
+  to a local BERT (``DAR_MMSA_PRETRAINED`` first, unless ``MMSA_run(config=...)`` names
+  ``pretrained``) when a run starts (``MMSA.run._run``), i.e. after MMSA has applied the ``config=``
+  overrides; feature pickles are validated and ``train_samples`` is set from the
+  data (Self-MM and TETFN index per-sample state by it); loaded audio/vision are zero at
+  ``t >= length`` and lengths clipped to T (LNLN's padding rule, ``dar_mmsa.data.padding``), also in
+  TFR-Net's ``generate_m``;
+* MMSA's trainers report ``Loss`` as a mean of batch means: it is re-averaged over samples;
 * ``max_epochs`` in a config caps MMSA's own trainers (which otherwise only stop early).
 """
 from __future__ import annotations
@@ -34,6 +39,8 @@ from torch import nn
 from .registry import _MODELS, ENV_DATA_ROOT, ENV_PRETRAINED, RunState, check_dataset, check_model
 
 _PRETRAINED = contextvars.ContextVar("dar_mmsa_pretrained", default=None)
+# keys the current ``MMSA_run(config=...)`` overrides: an explicit ``pretrained`` there beats the env var
+_CONFIG_KEYS = contextvars.ContextVar("dar_mmsa_config_keys", default=frozenset())
 
 
 # ----------------------------------------------------------------------------- config
@@ -57,11 +64,20 @@ def _config_loader(original):
     def get_config_regression(model_name, dataset_name, config_file=""):
         check_model(model_name)
         check_dataset(dataset_name)
-        args = original(model_name, dataset_name, config_file)
-        resolve_run_paths(args)
-        return args
+        # paths are resolved when the run starts (``_run_hook``): MMSA applies ``config=`` after this
+        return original(model_name, dataset_name, config_file)
 
     return get_config_regression
+
+
+def _run_hook(original):
+    """``MMSA.run._run(args, ...)``, entered with the final arguments (file + ``config=`` overrides)."""
+    @functools.wraps(original)
+    def _run(args, *rest, **kwargs):
+        resolve_run_paths(args, pretrained_from_env="pretrained" not in _CONFIG_KEYS.get())
+        return original(args, *rest, **kwargs)
+
+    return _run
 
 
 # ----------------------------------------------------------------------------- AMIO / ATIO
@@ -101,10 +117,31 @@ def _data_loader(original):
         load_features(args["featurePath"], args["dataset_name"], aligned=bool(args.get("need_data_aligned")),
                       use_bert=bool(args.get("use_bert")))
         loaders = original(args, num_workers)
+        apply_padding(loaders)
         args["train_samples"] = len(loaders["train"].dataset)
         return loaders
 
     return MMDataLoader
+
+
+def apply_padding(loaders) -> None:
+    """Positions t >= length are zeros in every split MMSA loaded, lengths clipped to T (LNLN's rule)."""
+    from .data.padding import apply_padding_to_dataset
+
+    for loader in loaders.values():
+        apply_padding_to_dataset(loader.dataset)
+
+
+def _generate_m(original):
+    """TFR-Net's masks (``MMDataset.generate_m``) from lengths clipped to T: a length above T would
+    make MMSA build a ragged mask and fail (such files are accepted, with a warning)."""
+    @functools.wraps(original)
+    def generate_m(self, modality, input_mask, input_len, missing_rate, missing_seed, mode="text"):
+        if mode in ("audio", "vision") and input_len is not None:
+            input_len = np.clip(np.asarray(input_len).astype(np.int64), 0, modality.shape[1])
+        return original(self, modality, input_mask, input_len, missing_rate, missing_seed, mode)
+
+    return generate_m
 
 
 class MaxEpochsReached(Exception):
@@ -127,11 +164,54 @@ class _CappedLoader:
         return getattr(self.loader, name)
 
 
+class _LossRecorder:
+    """Stands in for a trainer's loss function during ``do_test``: records (value, batch size) per call."""
+
+    def __init__(self, function):
+        self.function, self.calls = function, []
+
+    def __call__(self, prediction, *args, **kwargs):
+        loss = self.function(prediction, *args, **kwargs)
+        self.calls.append((float(loss.detach()), len(prediction)))
+        return loss
+
+
+def _weighted_loss_test(trainer, do_test, model, loader, mode, *args, **kwargs):
+    """``do_test`` with its ``Loss`` re-averaged over samples instead of over batches.
+
+    MMSA's trainers report ``sum(batch losses) / len(loader)``, which moves with the batch size when
+    the last batch is smaller. The loss function each calls once per batch (``weighted_loss`` for
+    Self-MM, ``criterion`` for the others) is recorded; when it ran exactly once per batch the
+    sample-weighted mean replaces ``Loss`` (else MMSA's value stays).
+    """
+    name = "weighted_loss" if hasattr(trainer, "weighted_loss") else "criterion" if hasattr(trainer, "criterion") \
+        else None
+    if name is None:
+        return do_test(model, loader, mode, *args, **kwargs)
+    own = name in vars(trainer)
+    original = getattr(trainer, name)
+    recorder = _LossRecorder(original)
+    setattr(trainer, name, recorder)
+    try:
+        results = do_test(model, loader, mode, *args, **kwargs)
+    finally:
+        if own:
+            setattr(trainer, name, original)
+        else:
+            delattr(trainer, name)
+    calls = recorder.calls
+    if isinstance(results, dict) and "Loss" in results and calls and len(calls) == len(loader):
+        results["Loss"] = round(sum(v * n for v, n in calls) / sum(n for _, n in calls), 4)
+    return results
+
+
 def mmsa_trainer(trainer, max_epochs: Optional[int] = None):
-    """MMSA's own trainer, with two fixes.
+    """MMSA's own trainer, with three fixes.
 
     * ``do_test(model, ...)`` evaluates ``model``: MMIM's evaluates ``self.model`` (whatever its
       ``do_train`` last saw), so a freshly loaded checkpoint would be ignored.
+    * ``do_test``'s ``Loss`` is the sample-weighted mean (see :func:`_weighted_loss_test`), so it does
+      not depend on the evaluation batch size, like our trainers' ``Loss``.
     * With ``max_epochs``, training stops after that many validated epochs (MMSA's trainers only stop
       early). Epochs are counted by validation calls, not by passes over the train loader, because
       Self-MM also loops over it once to initialise its labels. The best checkpoint so far stays where
@@ -143,7 +223,7 @@ def mmsa_trainer(trainer, max_epochs: Optional[int] = None):
     def evaluated_test(model, loader, mode="VAL", *args, **kwargs):
         validations[0] += mode == "VAL"
         trainer.model = model  # harmless for trainers that never read it
-        return do_test(model, loader, mode, *args, **kwargs)
+        return _weighted_loss_test(trainer, do_test, model, loader, mode, *args, **kwargs)
 
     def capped_train(model, dataloader, *args, **kwargs):
         loaders = dict(dataloader)
@@ -220,8 +300,13 @@ def _setup_seed(original):
 def _mmsa_run(original):
     @functools.wraps(original)
     def MMSA_run(*args, **kwargs):
-        with np.printoptions(legacy="1.25"):  # plain numbers, not np.float64(...), in MMSA's CSV
-            return original(*args, **kwargs)
+        config = kwargs.get("config", args[3] if len(args) > 3 else None)
+        token = _CONFIG_KEYS.set(frozenset(config) if isinstance(config, dict) else frozenset())
+        try:
+            with np.printoptions(legacy="1.25"):  # plain numbers, not np.float64(...), in MMSA's CSV
+                return original(*args, **kwargs)
+        finally:
+            _CONFIG_KEYS.reset(token)
 
     return MMSA_run
 
@@ -255,6 +340,10 @@ def register() -> None:
     _patch(ATIO, "getTrain", _atio_get_train)
     _patch(run, "get_config_regression", _config_loader)
     _patch(run, "MMDataLoader", _data_loader)
+    _patch(run, "_run", _run_hook)
+    from MMSA.data_loader import MMDataset
+
+    _patch(MMDataset, "generate_m", _generate_m)
     _patch(run, "_set_logger", _set_logger)
     _patch(run, "setup_seed", _setup_seed)
     _patch(run, "MMSA_run", _mmsa_run)

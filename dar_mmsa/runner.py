@@ -60,12 +60,14 @@ def build_args(model: str, dataset: str, *, config_file=None, data_root=None, pr
         if "need_data_aligned" in overrides:  # MMSA picks the pickle from this key when it loads the config
             args.update(dataset_params(config_file, dataset, bool(overrides["need_data_aligned"])))
             args.update(overrides)
-    if data_root is not None:
+    overrides = overrides or {}
+    if data_root is not None and not os.path.isabs(str(overrides.get("featurePath", ""))):
         parts = Path(args["featurePath"]).parts[-3:]  # <DATASET>/Processed/<file>.pkl
         args["featurePath"] = str(Path(data_root, *parts))
     if pretrained is not None:
         args["pretrained"] = str(pretrained)
-    resolve_run_paths(args, pretrained_from_env=pretrained is None)
+    # explicit first: the pretrained argument, then an overridden key, then $DAR_MMSA_PRETRAINED, then the file
+    resolve_run_paths(args, pretrained_from_env=pretrained is None and "pretrained" not in overrides)
     args["device"] = resolve_device(device) if not isinstance(device, torch.device) else device
     args["seed"] = int(seed)
     args["cur_seed"] = int(seed)

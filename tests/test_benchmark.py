@@ -153,7 +153,7 @@ def test_eval_only_needs_a_checkpoint(bench):
 
 
 def test_inter_protocol_reuses_the_checkpoint(bench):
-    result, _ = bench.again(protocol="inter", drop_rates=[0.3], eval_only=True)
+    result, _ = bench.again(protocol="inter", rates=None, drop_rates=[0.3], eval_only=True)
     assert (result.trained, result.evaluated) == (0, 8)
     assert list(result.inter.columns[-8:]) == ["L", "A", "V", "L+A", "L+V", "A+V", "L+A+V", "Avg"]
     for name in ("inter.csv", "inter_table.csv", "inter_table.tex", "figure_inter.png"):

@@ -42,7 +42,7 @@ def test_user_errors(tmp_path, synthetic_root, tiny_bert, env, capsys, monkeypat
     common = ["--models", "misa", "--seeds", "1111", "--rates", "0.0", "--device", "cpu", "--out", out]
     ok = ["--data-root", synthetic_root, "--pretrained", tiny_bert]
     cases = {
-        "unknown model": (cli(*common, *ok, "--models", "nope"), "unknown model 'nope': choose one of"),
+        "unknown model": (cli(*common, *ok, "--models", "nope"), "unknown model 'nope': runnable models are"),
         "unknown dataset": (cli(*common, *ok, "--datasets", "iemocap"),
                             "unknown dataset 'iemocap': choose one of mosi, mosei"),
         "rate outside [0, 1]": (cli(*common, *ok, "--rates", "0.2", "1.5"), "missing rate 1.5 is outside [0, 1]"),

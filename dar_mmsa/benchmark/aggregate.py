@@ -4,6 +4,12 @@ the inter-modal table (one metric per modality subset, plus their average).
 
 Metrics stay in MMSA's units here (accuracies and F1 as fractions); the LaTeX writer scales them.
 Standard deviations are sample standard deviations over seeds (ddof = 1), empty with one seed.
+
+A metric can be NaN in one run (MMSA's ``Corr`` of a constant prediction). Means and standard
+deviations are then over the valid values only, and that is never hidden: ``<metric>_n`` counts
+the valid values of a cell (next to ``n_seeds``), Table 1 and the inter-modal table carry
+``<metric>_n_nan`` / ``n_nan`` (NaN values behind a number), the LaTeX cells are marked and the
+summary names them (:func:`nan_lines`).
 """
 from __future__ import annotations
 
@@ -72,11 +78,12 @@ def per_condition(frame: pd.DataFrame, model_order: Sequence[str] = (),
         row["seeds"] = " ".join(str(s) for s in sorted(group["seed"].unique()))
         row["data"] = _data_label(group)
         for m in METRICS:
-            values = group[m].astype(float)
-            row[f"{m}_mean"] = float(values.mean())
+            values = group[m].astype(float).dropna()
+            row[f"{m}_n"] = int(len(values))
+            row[f"{m}_mean"] = float(values.mean()) if len(values) else None
             row[f"{m}_std"] = float(values.std(ddof=1)) if len(values) > 1 else None
         rows.append(row)
-    columns = ["data", *groups, "n_seeds", "seeds", *(f"{m}_{s}" for m in METRICS for s in ("mean", "std"))]
+    columns = ["data", *groups, "n_seeds", "seeds", *(f"{m}_{s}" for m in METRICS for s in ("mean", "std", "n"))]
     return _ordered(pd.DataFrame(rows, columns=columns), model_order, condition_order)
 
 
@@ -88,9 +95,14 @@ def table1(per_cond: pd.DataFrame, model_order: Sequence[str] = ()) -> pd.DataFr
         row = {"dataset": dataset, "model": model, "display_name": display,
                "n_conditions": int(len(group)), "min_seeds": int(group["n_seeds"].min()),
                "data": _data_label(group)}
-        row.update({m: float(group[f"{m}_mean"].mean()) for m in METRICS})
+        for m in METRICS:
+            means = group[f"{m}_mean"].astype(float)
+            # a condition with no valid value leaves the cell undefined rather than averaging the others
+            row[m] = float(means.mean()) if means.notna().all() else None
+            row[f"{m}_n_nan"] = int((group["n_seeds"] - group[f"{m}_n"]).sum())
         rows.append(row)
-    columns = ["data", "dataset", "model", "display_name", "n_conditions", "min_seeds", *METRICS]
+    columns = ["data", "dataset", "model", "display_name", "n_conditions", "min_seeds", *METRICS,
+               *(f"{m}_n_nan" for m in METRICS)]
     return _ordered(pd.DataFrame(rows, columns=columns), model_order, ())
 
 
@@ -99,15 +111,32 @@ def inter_table(per_cond: pd.DataFrame, metric: str = "Non0_acc_2", model_order:
     subsets = per_cond[per_cond["protocol"] == "subset"]
     rows = []
     for (dataset, model, display), group in subsets.groupby(["dataset", "model", "display_name"], sort=False):
-        values = dict(zip(group["label"], group[f"{metric}_mean"]))
+        values = {k: (None if pd.isna(v) else v) for k, v in zip(group["label"], group[f"{metric}_mean"])}
         row = {"dataset": dataset, "model": model, "display_name": display, "metric": metric,
                "data": _data_label(group)}
         row.update({label: values.get(label) for label in SUBSET_COLUMNS})
         present = [v for v in (values.get(label) for label in SUBSET_COLUMNS) if v is not None]
         row["Avg"] = float(np.mean(present)) if len(present) == len(SUBSET_COLUMNS) else None
+        missing = dict(zip(group["label"], group["n_seeds"] - group[f"{metric}_n"]))
+        row.update({f"n_nan {label}": int(missing.get(label, 0)) for label in SUBSET_COLUMNS})
+        row["n_nan"] = int(sum(missing.values()))
         rows.append(row)
-    columns = ["data", "dataset", "model", "display_name", "metric", *SUBSET_COLUMNS, "Avg"]
+    columns = ["data", "dataset", "model", "display_name", "metric", "n_nan",
+               *(f"n_nan {label}" for label in SUBSET_COLUMNS), *SUBSET_COLUMNS, "Avg"]
     return _ordered(pd.DataFrame(rows, columns=columns), model_order, ())
+
+
+def nan_lines(frame: pd.DataFrame) -> List[str]:
+    """One summary line per (dataset, model, metric) with NaN values in the evaluations of ``frame``."""
+    lines = []
+    for m in METRICS:
+        bad = frame[frame[m].astype(float).isna()]
+        for (dataset, model), group in bad.groupby(["dataset", "model"], sort=False):
+            total = int(((frame["dataset"] == dataset) & (frame["model"] == model)).sum())
+            lines.append(f"note: {m} is NaN in {len(group)} of {total} evaluations of {model}/{dataset} (seeds "
+                         f"{' '.join(map(str, sorted(group['seed'].unique())))}); its means use the valid "
+                         f"seeds only, and cells built on fewer seeds are marked *")
+    return lines
 
 
 def rank_marks(values: Sequence[Optional[float]], lower_is_better: bool = False) -> List[str]:

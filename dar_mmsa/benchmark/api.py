@@ -34,8 +34,8 @@ def run(models: Optional[Sequence[str]] = None, datasets: Sequence[str] = ("mosi
         rates_per_modality: Optional[Sequence] = None, data_root=None, pretrained=None, device: str = "auto",
         out="results", name: Optional[str] = None, quick: bool = False, eval_only: bool = False, config_file=None,
         overrides: Optional[Mapping] = None, with_reported: bool = False, progress: bool = True,
-        say=None, backend: str = "serial", jobs: Optional[int] = None, cpus_per_run: Optional[float] = None,
-        gpus_per_run: Optional[float] = None, ray_address: Optional[str] = None,
+        say=None, masks: str = "ours", backend: str = "serial", jobs: Optional[int] = None,
+        cpus_per_run: Optional[float] = None, gpus_per_run: Optional[float] = None, ray_address: Optional[str] = None,
         max_retries: Optional[int] = None) -> BenchmarkResult:
     """Run (or resume) the robustness benchmark and write its reports; see the module docstring.
 
@@ -57,6 +57,8 @@ def run(models: Optional[Sequence[str]] = None, datasets: Sequence[str] = ("mosi
         overrides: config keys to override for every run (part of the training config hash).
         with_reported: add the paper's reported rows to ``table1.tex``.
         say: where one-line messages go (default: stderr).
+        masks: the intra-modal masks, ``ours`` (default) or ``lnln`` (LNLN's reference masks,
+            ``dar_mmsa.data.lnln_masks``); stored in each evaluation's condition.
         backend: ``serial`` (one unit after another, here) or ``ray`` (Ray tasks; ``ray_address``
             joins a running cluster, else a local Ray starts); ``jobs`` caps the units in flight,
             ``cpus_per_run`` (torch threads) and ``gpus_per_run`` (fractional) size each one,
@@ -76,6 +78,8 @@ def run(models: Optional[Sequence[str]] = None, datasets: Sequence[str] = ("mosi
                           "(per-modality settings replace the rate grid)")
     if rates_per_modality and protocol == "inter":
         raise ConfigError("--rates-per-modality belongs to the intra-modal protocol: use --protocol intra or all")
+    if rates is not None and protocol == "inter":
+        raise ConfigError("--rates belongs to the intra-modal protocol: use --protocol intra or all")
     if drop_rates is not None and protocol == "intra":
         raise ConfigError("--drop-rates belongs to the inter-modal protocol: use --protocol inter or all")
     settings_per_modality = None
@@ -84,7 +88,8 @@ def run(models: Optional[Sequence[str]] = None, datasets: Sequence[str] = ("mosi
         settings_per_modality = parse_rates_per_modality(tokens) + [dict(t) for t in rates_per_modality
                                                                     if not isinstance(t, str)]
     conditions = conditions_for(protocol, DEFAULT_RATES if rates is None else rates,
-                                DEFAULT_DROP_RATES if drop_rates is None else drop_rates, settings_per_modality)
+                                DEFAULT_DROP_RATES if drop_rates is None else drop_rates, settings_per_modality,
+                                masks=masks)
     overrides = dict(QUICK_OVERRIDES if quick else {}, **(overrides or {}))
     config_file = Path(config_file) if config_file else None
     if config_file is not None and not config_file.is_file():
@@ -98,6 +103,9 @@ def run(models: Optional[Sequence[str]] = None, datasets: Sequence[str] = ("mosi
     settings.store.check_writable()
     with settings.store.lock(), make_executor(options) as executor:
         synthetic_scale = prepare_inputs(settings, data_root=data_root, pretrained=pretrained, quick=quick)
+        if synthetic_scale is not None and not quick:
+            say(f"warning: no --data-root and no ${ENV_DATA_ROOT}: training on synthetic data "
+                f"(its numbers say nothing about MOSI/MOSEI)")
         planned = plan(settings)
         if synthetic_scale is not None:
             write_synthetic_data(settings.data_root, settings.datasets, synthetic_scale)

@@ -45,6 +45,10 @@ def test_split(dataset) -> Dict[str, np.ndarray]:
 
 def damage(split: Dict[str, np.ndarray], condition: Condition, seed: int, *, with_masks: bool = False) -> dict:
     """Apply one condition to a split: new ``text_bert``/``audio``/``vision`` (+ ``*_keep`` masks)."""
+    if condition.protocol == "intra" and condition.masks == "lnln":
+        from ..data.lnln_masks import lnln_corrupt_arrays
+
+        return lnln_corrupt_arrays(split, rates=condition.rates, return_masks=with_masks)
     if condition.protocol == "intra":
         rates = dict(zip(MODALITIES, condition.rates))
         return corrupt_arrays(split, rate=rates, seed=seed, return_masks=with_masks)

@@ -64,20 +64,23 @@ class Condition:
     ``intra``: positions dropped at ``rates`` = (text, audio, vision) missing rates (the paper's
     protocol when all three are equal). ``subset``: only the modalities in ``present`` are there.
     ``drop``: whole modalities dropped at random at ``rates[0]`` (at least one kept).
+    ``masks`` (intra only): ``ours`` (``dar_mmsa.data.corruption``) or ``lnln`` (LNLN's reference
+    masks, ``dar_mmsa.data.lnln_masks``); ``lnln`` conditions get their own keys (``-lnln``).
     """
 
     protocol: str
     rates: Tuple[float, float, float] = (0.0, 0.0, 0.0)
     present: Tuple[bool, bool, bool] = (True, True, True)
+    masks: str = "ours"
 
     @classmethod
-    def intra(cls, rate) -> "Condition":
+    def intra(cls, rate, masks: str = "ours") -> "Condition":
         r = _rate(rate)
-        return cls("intra", (r, r, r))
+        return cls("intra", (r, r, r), masks=check_masks(masks))
 
     @classmethod
-    def intra_per_modality(cls, rates: Mapping[str, float]) -> "Condition":
-        return cls("intra", tuple(_rate(rates.get(m, 0.0)) for m in MODALITIES))
+    def intra_per_modality(cls, rates: Mapping[str, float], masks: str = "ours") -> "Condition":
+        return cls("intra", tuple(_rate(rates.get(m, 0.0)) for m in MODALITIES), masks=check_masks(masks))
 
     @classmethod
     def subset(cls, present: Sequence[bool]) -> "Condition":
@@ -103,9 +106,11 @@ class Condition:
         """File-name-safe identity, e.g. ``intra-0.3``, ``intra-l0.2-a0.5-v0.5``, ``subset-LV``, ``drop-0.3``."""
         if self.protocol == "subset":
             return "subset-" + subset_label(self.present).replace("+", "")
+        suffix = "" if self.masks == "ours" else f"-{self.masks}"  # ours: the keys of existing stores
         if self.rate is not None:
-            return f"{self.protocol}-{_fmt(self.rate)}"
-        return "intra-" + "-".join(f"{MODALITY_LETTERS[m].lower()}{_fmt(r)}" for m, r in zip(MODALITIES, self.rates))
+            return f"{self.protocol}-{_fmt(self.rate)}{suffix}"
+        return "intra-" + "-".join(f"{MODALITY_LETTERS[m].lower()}{_fmt(r)}"
+                                   for m, r in zip(MODALITIES, self.rates)) + suffix
 
     @property
     def label(self) -> str:
@@ -121,12 +126,22 @@ class Condition:
     def to_record(self) -> dict:
         return {"protocol": self.protocol, "key": self.key, "label": self.label, "rate": self.rate,
                 "rate_text": self.rates[0], "rate_audio": self.rates[1], "rate_vision": self.rates[2],
-                "present": list(self.present)}
+                "present": list(self.present), "masks": self.masks}
 
     @classmethod
     def from_record(cls, record: Mapping) -> "Condition":
         rates = tuple(float(record[f"rate_{m}"]) for m in MODALITIES)
-        return cls(record["protocol"], rates, tuple(bool(p) for p in record["present"]))
+        return cls(record["protocol"], rates, tuple(bool(p) for p in record["present"]),
+                   record.get("masks", "ours"))
+
+
+MASK_SCHEMES = ("ours", "lnln")
+
+
+def check_masks(masks: str) -> str:
+    if masks not in MASK_SCHEMES:
+        raise ConfigError(f"unknown mask scheme '{masks}': choose one of {', '.join(MASK_SCHEMES)}")
+    return masks
 
 
 def parse_rates_per_modality(tokens: Iterable[str]) -> List[Dict[str, float]]:
@@ -154,17 +169,19 @@ def parse_rates_per_modality(tokens: Iterable[str]) -> List[Dict[str, float]]:
 
 
 def conditions_for(protocol: str, rates: Sequence = DEFAULT_RATES, drop_rates: Sequence = DEFAULT_DROP_RATES,
-                   rates_per_modality: Optional[Sequence[Mapping[str, float]]] = None) -> List[Condition]:
+                   rates_per_modality: Optional[Sequence[Mapping[str, float]]] = None,
+                   masks: str = "ours") -> List[Condition]:
     """The test conditions of a protocol: ``intra`` (the rate grid, or the per-modality settings
-    when given), ``inter`` (the 7 subsets and the random-drop rates), or ``all``."""
+    when given, with the ``masks`` scheme), ``inter`` (the 7 subsets and the random-drop rates), or ``all``."""
     if protocol not in PROTOCOLS:
         raise ConfigError(f"unknown protocol '{protocol}': choose one of {', '.join(PROTOCOLS)}")
+    check_masks(masks)
     conditions: List[Condition] = []
     if protocol in ("intra", "all"):
         if rates_per_modality:
-            conditions += [Condition.intra_per_modality(r) for r in rates_per_modality]
+            conditions += [Condition.intra_per_modality(r, masks) for r in rates_per_modality]
         else:
-            conditions += [Condition.intra(r) for r in rates]
+            conditions += [Condition.intra(r, masks) for r in rates]
     if protocol in ("inter", "all"):
         conditions += [Condition.subset(p) for p in SUBSETS]
         conditions += [Condition.drop(r) for r in drop_rates]

@@ -118,6 +118,8 @@ def summary_text(result: BenchmarkResult, seeds: Sequence[int]) -> str:
             lines.append(f"{r['dataset']:8} {r['display_name'][:32]:32} {cells}")
     if not lines:
         lines.append("no finished evaluations to report")
+    if len(result.evaluations):
+        lines += aggregate.nan_lines(result.evaluations)
     lines += ["", f"{result.trained} training run(s) and {result.evaluated} evaluation(s) done now; "
                   f"outputs in {result.root}/"]
     return "\n".join(lines)

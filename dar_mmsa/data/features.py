@@ -9,15 +9,21 @@ or ``text``, ``audio``, ``vision``, ``regression_labels``, ``id``, ``raw_text``,
 ``*_lengths`` of unaligned files); ``text_bert`` is float (N,3,50) with non-negative integer ids
 and segment ids and a 0/1 attention mask; ``text``/``audio``/``vision`` are float and 3-D with the
 dataset's feature sizes (aligned files: 50 steps); every key has the same N; no NaN or +inf
-anywhere and no -inf outside audio; labels lie in [-3, 3]; unaligned lengths are integers in
-[0, T] and every frame from the length on is zero (``-inf`` counts as zero there, since it is
-about to become 0). Lengths in aligned files are ignored, as MMSA ignores them. Large arrays are
-scanned in chunks so that a check never allocates more than a few tens of MB.
+anywhere and no -inf outside audio; labels lie in [-3, 3]; unaligned lengths are non-negative
+integers. Those are the only refusals: nobody can run on such a file.
+
+Accepted with one warning per file and split (:mod:`dar_mmsa.data.padding`), as MMSA's and LNLN's
+loaders accept them: non-zero frames at or after a sample's length (the protocol treats them as
+padding and every model sees zeros there, at every rate), lengths above T (clipped to T), and a
+stream that looks front-padded. Lengths in aligned files are ignored, as MMSA ignores them. Large
+arrays are scanned in chunks so that a check never allocates more than a few tens of MB.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import sys
 import pickle
 import warnings
 from collections.abc import Mapping
@@ -25,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dar_mmsa.data.padding import padding_findings, padding_message
 from dar_mmsa.data.synthetic import FEATURE_DIMS, SPLITS, TEXT_LEN
 from dar_mmsa.errors import ConfigError, DataError
 
@@ -136,31 +143,13 @@ def _check_labels(labels, path, split) -> None:
 
 
 def _check_lengths(lengths, frames, path, split, key) -> None:
-    """Integer lengths in [0, T]; every frame at or after a sample's length is zero."""
-    t_len = frames.shape[1]
+    """Integer, non-negative lengths (those above T are accepted: see :func:`padding_findings`)."""
     if lengths.dtype.kind not in "iuf" or (lengths.dtype.kind == "f" and not
                                            np.array_equal(lengths, np.round(lengths))):
         raise _error(path, split, key, f"expected integer lengths, got dtype {lengths.dtype}")
-    if lengths.size and (lengths.min() < 0 or lengths.max() > t_len):
-        raise _error(path, split, key, f"expected lengths in [0, {t_len}], "
+    if lengths.size and lengths.min() < 0:
+        raise _error(path, split, key, f"expected lengths in [0, {frames.shape[1]}], "
                                        f"got [{lengths.min():g}, {lengths.max():g}]")
-    steps = np.arange(t_len)
-    modality = key.replace("_lengths", "")
-    for start, chunk in _chunks(frames):
-        padded = steps[None, :] >= lengths[start:start + len(chunk), None]
-        suspects = padded & (chunk != 0).any(axis=2)
-        if not suspects.any():
-            continue
-        # -inf in the padding is allowed (it becomes 0), so look closer at the suspect frames only
-        where = np.argwhere(suspects)
-        suspect_frames = chunk[suspects]
-        real_values = ((suspect_frames != 0) & (suspect_frames != -np.inf)).any(axis=1)
-        if real_values.any():
-            i, t = where[np.argmax(real_values)]
-            i, t = int(i) + start, int(t)
-            raise _error(path, split, key, f"expected {modality} frames from each sample's length on "
-                                           f"to be zero padding, but sample {i} (length "
-                                           f"{int(lengths[i])}) has a non-zero frame at t={t}")
 
 
 def _check_sequence(arr, path, split, key, dim, t_len, n, allow_neg_inf=False) -> None:
@@ -253,16 +242,57 @@ def zero_negative_inf(data) -> dict:
     return counts
 
 
+class DataWarning(UserWarning):
+    """A feature file is accepted, but something in it changes what the models see."""
+
+
+@contextlib.contextmanager
+def plain_data_warnings():
+    """Within: a :class:`DataWarning` prints as one ``warning: ...`` line on stderr (for the CLIs)."""
+    with warnings.catch_warnings():
+        shown = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            if issubclass(category, DataWarning):
+                print(f"warning: {message}", file=file or sys.stderr)
+            else:
+                shown(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
+        yield
+
+
+_WARNED: set = set()  # padding warnings already given in this process (a file is checked more than once)
+
+
+def padding_warnings(data, path, aligned: bool) -> list:
+    """The padding warnings of a validated file, one per split at most (none for aligned files)."""
+    if aligned:
+        return []
+    messages = (padding_message(path, split, padding_findings(data[split])) for split in SPLITS)
+    return [m for m in messages if m]
+
+
+def warn_padding(data, path, aligned: bool) -> None:
+    """Warn (once per process and message) about what the padding rule changes in this file."""
+    for message in padding_warnings(data, path, aligned):
+        if message not in _WARNED:
+            _WARNED.add(message)
+            warnings.warn(message, DataWarning, stacklevel=3)
+
+
 def load_features(path, dataset: str, aligned: bool, use_bert: bool = True) -> dict:
-    """Load an MMSA feature pickle, validate it and zero audio ``-inf`` (with a warning)."""
+    """Load an MMSA feature pickle, validate it, warn about its padding (see the module docstring)
+    and zero audio ``-inf`` (with a warning)."""
     path = Path(path)
     data = _read_pickle(path)
     validate_features(data, path, dataset, aligned, use_bert)
+    warn_padding(data, path, bool(aligned))
     counts = zero_negative_inf(data)
     if sum(counts.values()):
         detail = ", ".join(f"{split}: {n}" for split, n in counts.items() if n)
         warnings.warn(f"{path}: replaced {sum(counts.values())} -inf audio values with 0 ({detail}), "
-                      f"as MMSA's loader does", stacklevel=2)
+                      f"as MMSA's loader does", DataWarning, stacklevel=2)
     return data
 
 

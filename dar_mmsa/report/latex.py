@@ -72,6 +72,13 @@ def load_reported(datasets: Sequence[str] = ("mosi", "mosei")) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _nan_mark(by_key, model, dataset, metric) -> str:
+    """``$^*$`` after a cell averaged over fewer seeds than it should (some values were NaN)."""
+    row = by_key.get((model, dataset))
+    n_nan = row.get(f"{metric}_n_nan") if row is not None else None
+    return r"$^*$" if n_nan is not None and not pd.isna(n_nan) and n_nan > 0 else ""
+
+
 def _cells(table: pd.DataFrame, datasets: Sequence[str], rank: bool) -> List[List[str]]:
     """Row-major cell texts (without the name column) for the rows of ``table``."""
     by_key = {(r["model"], r["dataset"]): r for _, r in table.iterrows()}
@@ -91,7 +98,8 @@ def _cells(table: pd.DataFrame, datasets: Sequence[str], rank: bool) -> List[Lis
         row = []
         for ds in datasets:
             for _, metrics in TABLE1_COLUMNS:
-                row.append(" / ".join(_marked(printed[(m, ds, k)], marks[(m, ds, k)]) for k in metrics))
+                row.append(" / ".join(_marked(printed[(m, ds, k)], marks[(m, ds, k)]) + _nan_mark(by_key, m, ds, k)
+                                      for k in metrics))
         rows.append(row)
     return rows
 
@@ -116,6 +124,9 @@ def table1_latex(table: pd.DataFrame, *, synthetic: bool, conditions: str, seeds
                f"Best in bold, second underlined.")
     if incomplete:
         caption += r" $^\dagger$Some runs are missing."
+    if any(table.get(f"{m}_n_nan", pd.Series(dtype=float)).fillna(0).gt(0).any() for _, ms in TABLE1_COLUMNS
+           for m in ms):
+        caption += r" $^*$The metric was undefined (NaN) in some runs: mean over the runs where it is defined."
     if reported is not None and len(reported):
         caption += " Rows marked ``reported'' are the numbers printed in the DAR paper (not run here)."
     if synthetic:
@@ -148,6 +159,8 @@ def inter_latex(table: pd.DataFrame, *, synthetic: bool, seeds: Sequence[int], m
                f"with only the listed modalities present (L: text, A: audio, V: vision; absent text is "
                f"[UNK] between [CLS] and [SEP], absent audio/vision is zeros), mean over seeds "
                f"{', '.join(str(s) for s in seeds)}. Best in bold, second underlined.")
+    if "n_nan" in table and (table["n_nan"].fillna(0) > 0).any():
+        caption += r" $^*$The metric was undefined (NaN) in some runs: mean over the runs where it is defined."
     if synthetic:
         caption = r"\textbf{Synthetic data}: numbers are not comparable to published ones. " + caption
     lines = [r"\begin{table}[t]", r"\centering", r"\small", rf"\caption{{{caption}}}", rf"\label{{{label}}}",
@@ -161,7 +174,8 @@ def inter_latex(table: pd.DataFrame, *, synthetic: bool, seeds: Sequence[int], m
         marks = {c: rank_marks([float(t) if t is not None else None for t in printed[c]], metric in LOWER_IS_BETTER)
                  for c in columns}
         for i, (_, row) in enumerate(block.iterrows()):
-            cells = [_marked(printed[c][i], marks[c][i]) for c in columns]
+            nan = [row.get("n_nan" if c == "Avg" else f"n_nan {c}", 0) or 0 for c in columns]
+            cells = [_marked(printed[c][i], marks[c][i]) + (r"$^*$" if n > 0 else "") for c, n in zip(columns, nan)]
             lines.append(" & ".join([escape(row["display_name"]), *cells]) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
     return "\n".join(lines)

@@ -34,6 +34,31 @@ def unwrap(model: nn.Module) -> nn.Module:
     return getattr(model, "Model", model)
 
 
+def setting(args, key: str, default, cast=int):
+    """``args[key]`` with MMSA's meaning: the default only when the key is absent or None, so 0 stays 0
+    (``early_stop: 0`` stops after the first epoch without improvement, as MMSA's trainers do)."""
+    value = args.get(key)
+    return default if value is None else cast(value)
+
+
+def max_grad_norm(args, key: str = "max_grad_norm", default=None):
+    """A gradient-norm limit with MMSA's convention: negative (-1) = no clipping (None); 0 is refused."""
+    value = setting(args, key, default, float)
+    if value is None or value < 0:
+        return None
+    if value == 0:
+        from ..errors import ConfigError
+
+        raise ConfigError(f"{key}: 0 would zero every gradient: use -1 for no clipping or a positive norm")
+    return value
+
+
+def clip_gradients(parameters, max_norm) -> None:
+    """``clip_grad_norm_`` over ``parameters`` unless ``max_norm`` is None (see :func:`max_grad_norm`)."""
+    if max_norm is not None:
+        nn.utils.clip_grad_norm_(list(parameters), max_norm)
+
+
 def epoch_seed(run_seed: int, epoch: int) -> int:
     """Seed of the training masks of one epoch: distinct per epoch, fixed per run."""
     return int(run_seed) * 1_000_003 + int(epoch)
@@ -48,8 +73,8 @@ class Trainer:
         self.args = args
         self.device = torch.device(args.get("device") or "cpu")
         self.metrics = MetricsTop("regression").getMetics(args["dataset_name"])
-        self.max_epochs = int(args.get("max_epochs") or 100)
-        self.early_stop = int(args.get("early_stop") or 10)
+        self.max_epochs = int(args.get("max_epochs") or 100)  # our key: 0 / None = the default cap
+        self.early_stop = setting(args, "early_stop", 10)
         self.epoch = 0
         self.history = {"train": [], "valid": []}  # per-epoch results, loss terms included ("terms")
         self._terms = None  # {name: [weighted sum, weight]} of the split being run

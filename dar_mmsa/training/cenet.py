@@ -1,8 +1,8 @@
 """CENET's trainer (MMSA master ``trains/singleTask/CENET.py`` behaviour, spec §1.2).
 
 L1 loss; Adam with coupled L2 weight decay over three name-based parameter groups; the global
-gradient norm clipped to ``max_grad_norm`` (2) every step; no scheduler; early stopping on the
-validation L1 after ``early_stop`` (8) epochs without improvement. The reference has no epoch cap:
+gradient norm clipped to ``max_grad_norm`` (2) every step (-1: no clipping, MMSA's convention); no
+scheduler; early stopping on the validation L1 after ``early_stop`` (8) epochs without improvement. The reference has no epoch cap:
 ``max_epochs`` (default 1000) is only a safety cap.
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Dict, List, Tuple
 import torch
 from torch import nn
 
-from .base import Trainer
+from .base import Trainer, clip_gradients, max_grad_norm
 
 NO_DECAY_MARKERS = ("bias", "LayerNorm.weight")
 CE_MARKER = "cross_modal_enhancement"
@@ -48,7 +48,7 @@ class CENETTrainer(Trainer):
 
     def __init__(self, args):
         super().__init__(args)
-        self.max_grad_norm = float(args.get("max_grad_norm") or 2)
+        self.max_grad_norm = max_grad_norm(args, default=2.0)
 
     def build_optimizers(self, model: nn.Module) -> List[torch.optim.Optimizer]:
         groups = cenet_parameter_groups(model, float(self.args["learning_rate"]), float(self.args["weight_decay"]))
@@ -61,6 +61,6 @@ class CENETTrainer(Trainer):
         pred = self.predict(model, batch)
         loss = self.criterion(pred, batch["labels"])
         loss.backward()
-        nn.utils.clip_grad_norm_([p for p in model.parameters() if p.grad is not None], self.max_grad_norm)
+        clip_gradients((p for p in model.parameters() if p.grad is not None), self.max_grad_norm)
         optimizer.step()
         return pred.detach(), loss.item()

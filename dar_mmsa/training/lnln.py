@@ -25,9 +25,9 @@ Protocol switches (commonParams):
   reproduce published numbers. Unlike the reference, epoch 1 is saved too (the reference only
   records it), so a checkpoint always exists.
 * ``max_epochs`` (200) epochs, no early stopping (``early_stop`` = ``max_epochs``).
-* ``mask_seed``: null (default) seeds masks with the run seed (training: per epoch; evaluation: the
-  run seed). An integer replaces every mask seed, training and evaluation, like the reference's
-  fixed 1111.
+* ``mask_seed``: null (default) seeds masks with the run seed (training: per epoch; validation: the
+  run seed). An integer replaces the seed of our masks in this trainer; it does not reproduce the
+  reference's numpy draws and does not touch the benchmark's test inputs (``--masks lnln`` does).
 * ``skip_zero_lr_epoch``: false (default) keeps the reference's lr-0 first epoch.
 
 The validation/test ``Loss`` is the sentiment MSE only: at evaluation there are no complete inputs
@@ -47,7 +47,7 @@ from torch import nn
 
 from ..data.corruption import MODALITIES
 from ..errors import ConfigError
-from .base import Trainer, epoch_seed
+from .base import Trainer, epoch_seed, setting
 from .schedules import warmup_cosine_scheduler
 
 logger = logging.getLogger("MMSA")
@@ -128,7 +128,7 @@ class LNLNTrainer(Trainer):
     def __init__(self, args):
         super().__init__(args)
         self.max_epochs = int(args.get("max_epochs") or 200)
-        self.early_stop = int(args.get("early_stop") or self.max_epochs)
+        self.early_stop = setting(args, "early_stop", self.max_epochs)
         self.skip_zero_lr_epoch = bool(args.get("skip_zero_lr_epoch", False))
         self.loss_weights = {name: float(args.get(key, default)) for name, (key, default) in LOSS_WEIGHTS.items()}
         self.checkpoint_selection = args.get("checkpoint_selection") or "valid_loss"
