@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 
@@ -57,6 +58,20 @@ def build_parser() -> argparse.ArgumentParser:
                          "synthetic on synthetic data, else default)")
     outputs.add_argument("--with-reported", action="store_true", help="add the DAR paper's reported rows to table1.tex")
     outputs.add_argument("--no-progress", action="store_true", help="no progress bar")
+    analysis = parser.add_argument_group("analysis", "significance, robustness summaries, figures; "
+                                         "--report-only redoes every report of OUT/NAME from its store")
+    analysis.add_argument("--compare", metavar="MODEL", help="reference model of significance.csv and the "
+                          "table1.tex marks (default: the best Table 1 average Non0 Acc-2, per dataset)")
+    analysis.add_argument("--bootstrap", type=int, metavar="N", dest="n_boot",
+                          help="paired bootstrap draws (default: 1000; seeded, see --bootstrap-seed)")
+    analysis.add_argument("--bootstrap-seed", type=int, metavar="SEED", dest="boot_seed", help="default: 0")
+    analysis.add_argument("--breakdown-fraction", type=float, metavar="F", dest="fraction",
+                          help="robustness.csv: first rate where a metric falls below F x its r=0 value (default: 0.9)")
+    analysis.add_argument("--robustness-baseline", metavar="MODEL", dest="baseline",
+                          help="baseline of effective robustness (default: the first of MMSA's models given)")
+    analysis.add_argument("--bands", action="store_true", default=None, help="+-1 std bands over seeds in the figures")
+    analysis.add_argument("--report-only", action="store_true",
+                          help="rebuild every report of OUT/NAME from its store: nothing is trained or evaluated")
     modes = parser.add_argument_group("modes")
     modes.add_argument("--quick", action="store_true", help="tiny synthetic data, tiny BERT, 2 epochs (minutes on CPU)")
     modes.add_argument("--eval-only", action="store_true", help="evaluate saved checkpoints only (e.g. new rates)")
@@ -85,9 +100,19 @@ def main(argv=None) -> int:
         if args.list_models:
             print(list_models_text())
             return 0
+        analysis = {k: getattr(args, k) for k in ("compare", "n_boot", "boot_seed", "fraction", "baseline", "bands")}
+        if args.report_only:
+            from dar_mmsa.benchmark import report
+            from dar_mmsa.benchmark.plan import default_name
+
+            name = args.name or default_name(args.quick, not (args.data_root or os.environ.get("DAR_MMSA_DATA_ROOT")))
+            result = report(os.path.join(args.out, name), analysis=analysis,
+                            with_reported=True if args.with_reported else None)
+            print(result.summary)
+            return 0
         from dar_mmsa.benchmark import run
 
-        result = run(models=args.models, datasets=args.datasets, seeds=args.seeds, rates=args.rates,
+        result = run(analysis=analysis, models=args.models, datasets=args.datasets, seeds=args.seeds, rates=args.rates,
                      protocol=args.protocol, drop_rates=args.drop_rates, rates_per_modality=args.rates_per_modality,
                      data_root=args.data_root, pretrained=args.pretrained, device=args.device, out=args.out,
                      name=args.name, quick=args.quick, eval_only=args.eval_only, config_file=args.config,

@@ -25,7 +25,8 @@ from .execute import execute_serial
 from .grid import DEFAULT_DROP_RATES, DEFAULT_RATES, DEFAULT_SEEDS, conditions_for, parse_rates_per_modality
 from .plan import (DEFAULT_MODELS, QUICK_MODELS, QUICK_OVERRIDES, QUICK_SEEDS, Settings, check_data, check_models,
                    check_seeds, check_store, default_name, is_synthetic, plan, prepare_inputs, write_synthetic_data)
-from .reports import BenchmarkResult, summary_text, write_reports
+from .analysis import check_analysis
+from .reports import BenchmarkResult, rebuild_reports, summary_text, write_reports
 from .store import ResultStore, write_atomic
 
 
@@ -35,7 +36,7 @@ def run(models: Optional[Sequence[str]] = None, datasets: Sequence[str] = ("mosi
         rates_per_modality: Optional[Sequence] = None, data_root=None, pretrained=None, device: str = "auto",
         out="results", name: Optional[str] = None, quick: bool = False, eval_only: bool = False, config_file=None,
         overrides: Optional[Mapping] = None, with_reported: bool = False, progress: bool = True,
-        say=None) -> BenchmarkResult:
+        say=None, analysis: Optional[Mapping] = None) -> BenchmarkResult:
     """Run (or resume) the robustness benchmark and write its reports; see the module docstring.
 
     Args:
@@ -56,6 +57,9 @@ def run(models: Optional[Sequence[str]] = None, datasets: Sequence[str] = ("mosi
         overrides: config keys to override for every run (part of the training config hash).
         with_reported: add the paper's reported rows to ``table1.tex``.
         say: where one-line messages go (default: stderr).
+        analysis: options of the significance / robustness reports and figures
+            (``benchmark.analysis.AnalysisOptions`` fields: ``compare``, ``bands``, ``n_boot``,
+            ``boot_seed``, ``fraction``, ``baseline``).
 
     Raises ``DarMmsaError`` (one line) for any bad input, before anything is trained.
     """
@@ -73,6 +77,7 @@ def run(models: Optional[Sequence[str]] = None, datasets: Sequence[str] = ("mosi
         raise ConfigError("--rates-per-modality belongs to the intra-modal protocol: use --protocol intra or all")
     if drop_rates is not None and protocol == "intra":
         raise ConfigError("--drop-rates belongs to the inter-modal protocol: use --protocol inter or all")
+    options = check_analysis(analysis, models)
     settings_per_modality = None
     if rates_per_modality:
         tokens = [t for t in rates_per_modality if isinstance(t, str)]
@@ -98,11 +103,22 @@ def run(models: Optional[Sequence[str]] = None, datasets: Sequence[str] = ("mosi
         check_data(planned)
         check_store(settings, planned, eval_only)
         trained, evaluated, failures = execute_serial(planned, settings, progress=progress, say=say)
-        result = write_reports(settings, planned, with_reported=with_reported, say=say)
+        result = write_reports(settings, planned, with_reported=with_reported, say=say, analysis=options)
     result.trained, result.evaluated, result.failures = trained, evaluated, failures
     result.summary = summary_text(result, settings.seeds)
     write_atomic(result.root / "summary.txt", (result.summary + "\n").encode())
     return result
 
 
-__all__ = ["run", "BenchmarkResult", "summary_text"]
+def report(root, *, analysis: Optional[Mapping] = None, with_reported: Optional[bool] = None,
+           say=None) -> BenchmarkResult:
+    """Rebuild every report of a results folder from its store (nothing trained or evaluated);
+    ``analysis`` overrides the options stored with the last command's reports."""
+    store = ResultStore(root)
+    if analysis:
+        check_analysis(analysis, None)
+    with store.lock():
+        return rebuild_reports(store.root, analysis=analysis, with_reported=with_reported, say=say)
+
+
+__all__ = ["run", "report", "BenchmarkResult", "summary_text"]
