@@ -59,6 +59,8 @@ def parse_predict_args(argv):
 
 
 def predict_main(argv) -> int:
+    import numpy as np
+
     from .errors import DarMmsaError
 
     args = parse_predict_args(argv)
@@ -68,7 +70,11 @@ def predict_main(argv) -> int:
 
         predictor = load_run(args.run, pretrained=args.pretrained, device=args.device, batch_size=args.batch_size)
         frame = predictor.predict_features(args.features, split=args.split, missing_rate=args.missing_rate)
-        text = frame.to_csv(index=False, float_format="%.9g")
+        for column in ("label", "prediction"):  # shortest text that reads back as the same float32
+            if column in frame:
+                frame[column] = [np.format_float_positional(np.float32(v), unique=True, trim="-")
+                                 for v in frame[column]]
+        text = frame.to_csv(index=False)
         if args.out:
             try:
                 write_atomic(args.out, text.encode())
