@@ -1,10 +1,7 @@
 """Per-sample predictions, significance / robustness reports, --report-only and the inference API on
 one tiny benchmark (MISA and DAR, 1 seed, rates 0 and 0.5, 1 epoch, 16/8/9 synthetic MOSI samples)."""
-import json
-import os
 import pickle
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -22,6 +19,8 @@ from dar_mmsa.benchmark.store import ResultStore
 from dar_mmsa.errors import ConfigError, DataError
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+import run_benchmark  # noqa: E402
 RATES = (0.0, 0.5)
 GRID = dict(models=["misa", "dar"], datasets=["mosi"], seeds=[1111], rates=list(RATES), device="cpu", progress=False,
             overrides={"max_epochs": 1, "batch_size": 4})
@@ -84,19 +83,17 @@ def test_significance_and_robustness_files(bench):
     assert rob[rob["model"] == "misa"]["effective_robustness"].eq(0).all()  # MISA is the default baseline
 
 
-def test_report_only_rebuilds_identically_and_trains_nothing(bench):
+def test_report_only_rebuilds_identically_and_trains_nothing(bench, capsys):
     names = ("significance.csv", "robustness.csv", "robustness.tex", "table1.tex", "table1.csv", "per_rate.csv")
     before = {n: (bench.root / n).read_bytes() for n in names}
     evals = {p: p.stat().st_mtime_ns for p in bench.root.glob("store/runs/*/evals/*.json")}
     for n in names:
         (bench.root / n).unlink()
-    proc = subprocess.run([sys.executable, str(REPO / "run_benchmark.py"), "--report-only", "--out", str(bench.out),
-                           "--name", "t"], capture_output=True, text=True, timeout=600,
-                          env=dict(os.environ, PYTHONPATH=str(REPO)))
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    capsys.readouterr()
+    assert run_benchmark.main(["--report-only", "--out", str(bench.out), "--name", "t"]) == 0  # the CLI, in process
     assert {n: (bench.root / n).read_bytes() for n in names} == before
     assert {p: p.stat().st_mtime_ns for p in bench.root.glob("store/runs/*/evals/*.json")} == evals
-    assert "0 training run(s) and 0 evaluation(s)" in proc.stdout
+    assert "0 training run(s) and 0 evaluation(s)" in capsys.readouterr().out
 
 
 def test_report_compare_changes_the_reference(bench, tmp_path):
@@ -129,10 +126,10 @@ def test_load_run_reproduces_the_harness(bench, model):
 def test_predict_cli_writes_the_stored_predictions(bench, tmp_path):
     run_dir = bench.store.run_dir(bench.runs["dar"]["run_id"])
     out = tmp_path / "pred.csv"
-    proc = subprocess.run([sys.executable, "-m", "dar_mmsa", "predict", "--run", str(run_dir), "--features",
-                           str(bench.features), "--missing-rate", "0.5", "--out", str(out)], capture_output=True,
-                          text=True, timeout=600, env=dict(os.environ, PYTHONPATH=str(REPO)))
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    from dar_mmsa.__main__ import main
+
+    assert main(["predict", "--run", str(run_dir), "--features", str(bench.features), "--missing-rate", "0.5",
+                 "--out", str(out)]) == 0  # python -m dar_mmsa predict ..., in process
     frame = pd.read_csv(out, dtype={"id": str})
     columns = read_predictions(bench.root / stored(bench, "dar", 0.5)["predictions_file"])
     assert list(frame.columns) == ["id", "label", "prediction"]
