@@ -103,6 +103,15 @@ def main(argv=None) -> int:
         analysis = {k: getattr(args, k) for k in ("compare", "n_boot", "boot_seed", "fraction", "baseline", "bands")}
         if args.report_only:
             from dar_mmsa.benchmark import report
+            from dar_mmsa.errors import ConfigError
+
+            grid = [flag for flag, value in (("--models", args.models), ("--seeds", args.seeds), ("--rates", args.rates),
+                                             ("--drop-rates", args.drop_rates), ("--set", args.overrides),
+                                             ("--rates-per-modality", args.rates_per_modality),
+                                             ("--eval-only", args.eval_only)) if value]
+            if grid:
+                raise ConfigError(f"--report-only reports the runs of the last command in OUT/NAME: drop "
+                                  f"{', '.join(grid)} (or run without --report-only)")
             from dar_mmsa.benchmark.plan import default_name
 
             name = args.name or default_name(args.quick, not (args.data_root or os.environ.get("DAR_MMSA_DATA_ROOT")))

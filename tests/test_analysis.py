@@ -108,6 +108,9 @@ def test_report_compare_changes_the_reference(bench, tmp_path):
         report(copy, analysis={"compare": "lnln"})
     with pytest.raises(ConfigError, match="no results store"):
         report(tmp_path / "nothing-here")
+    assert not (tmp_path / "nothing-here").exists()
+    with pytest.raises(ConfigError, match="--breakdown-fraction"):
+        report(copy, analysis={"fraction": 1.5})
 
 
 @pytest.mark.parametrize("model", ["misa", "dar"])
@@ -190,3 +193,8 @@ def test_mmsa_command_line_still_works(capsys):
     assert main(["--list-models"]) == 0 and "misa" in capsys.readouterr().out
     assert main(["-m", "nosuchmodel", "-d", "mosi"]) == 2
     assert "nosuchmodel" in capsys.readouterr().err
+
+
+def test_report_only_refuses_grid_options(bench, capsys):
+    assert run_benchmark.main(["--report-only", "--out", str(bench.out), "--name", "t", "--models", "dar"]) == 2
+    assert "drop --models" in capsys.readouterr().err

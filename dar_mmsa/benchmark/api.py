@@ -115,6 +115,9 @@ def report(root, *, analysis: Optional[Mapping] = None, with_reported: Optional[
     """Rebuild every report of a results folder from its store (nothing trained or evaluated);
     ``analysis`` overrides the options stored with the last command's reports."""
     store = ResultStore(root)
+    if not store.runs.is_dir():  # before the lock, which would create the folder
+        raise ConfigError(f"{store.root} holds no results store (no store/runs/): pass the folder a benchmark "
+                          f"wrote, e.g. results/synthetic-quick")
     if analysis:
         check_analysis(analysis, None)
     with store.lock():

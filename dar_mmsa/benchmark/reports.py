@@ -14,12 +14,14 @@ import pandas as pd
 
 from ..errors import ConfigError
 from . import aggregate
-from .analysis import AnalysisOptions, default_baseline, significance_note, significance_table, significant_cells
+from .analysis import AVERAGE, AnalysisOptions, default_baseline, significance_note, significance_table, significant_cells
 from .grid import Condition
 from .plan import Settings, WorkUnit
 from .robustness import robustness_table
 from .store import ResultStore, read_json, write_atomic, write_json
 
+SHORT_NAMES = {"Mult_acc_7": "Acc-7", "Mult_acc_5": "Acc-5", "Has0_acc_2": "Acc-2 Has0", "Non0_acc_2": "Acc-2 Non0",
+               "Has0_F1_score": "F1 Has0", "Non0_F1_score": "F1 Non0", "MAE": "MAE", "Corr": "Corr"}
 MANIFEST = "report.json"  # what the last command reported: lets rebuild_reports redo it
 
 
@@ -201,6 +203,16 @@ def summary_text(result: BenchmarkResult, seeds: Sequence[int]) -> str:
                          f"{_fmt_pct(r['Has0_acc_2']) + '/' + _fmt_pct(r['Non0_acc_2']):>13} "
                          f"{_fmt_pct(r['Has0_F1_score']) + '/' + _fmt_pct(r['Non0_F1_score']):>13} "
                          f"{r['MAE']:6.3f} {r['Corr']:6.3f}")
+    if result.significance is not None and len(result.significance):
+        lines.append("")
+        lines.append("Paired bootstrap on the Table 1 average (95 %; significance.csv): significant leads of the reference")
+        average = result.significance[result.significance["condition"] == AVERAGE]
+        for (dataset, reference, model), block in average.groupby(["dataset", "reference_name", "display_name"],
+                                                                  sort=False):
+            won = [SHORT_NAMES.get(m, m) for m in block.loc[block["significant"] & (block["lead"] > 0), "metric"]]
+            lost = [SHORT_NAMES.get(m, m) for m in block.loc[block["significant"] & (block["lead"] < 0), "metric"]]
+            lines.append(f"{dataset:8} {reference[:20]} vs {model[:20]}: better on {', '.join(won) or 'none'}"
+                         + (f"; worse on {', '.join(lost)}" if lost else ""))
     if result.inter is not None and len(result.inter):
         cols = [*aggregate.SUBSET_COLUMNS, "Avg"]
         lines.append("")
