@@ -17,7 +17,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Set, Tuple
 import numpy as np
 import pandas as pd
 
-from .aggregate import LOWER_IS_BETTER, METRICS
+from .aggregate import METRICS
 from .predictions import record_predictions
 from .robustness import DEFAULT_FRACTION
 from .significance import DEFAULT_BOOTSTRAP_SEED, DEFAULT_BOOTSTRAPS, paired_bootstrap
@@ -160,4 +160,4 @@ def significance_note(options: AnalysisOptions, references: Mapping[str, str]) -
 
 
 __all__ = ["AnalysisOptions", "AVERAGE", "default_baseline", "significance_table", "significant_cells",
-           "significance_note", "LOWER_IS_BETTER"]
+           "significance_note", "check_analysis"]

@@ -20,7 +20,7 @@ same store gives the same intervals. Metrics here are not rounded (MMSA rounds t
 """
 from __future__ import annotations
 
-from typing import Dict, Mapping, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -107,7 +107,8 @@ def model_values(predictions: np.ndarray, label: np.ndarray, samples: Optional[n
     if samples is None:
         per = metrics_from_sums(x.sum(1).reshape(n_seeds, n_rates, -1))  # (S, R)
         return {k: np.nanmean(v, axis=0) if n_seeds > 1 else v[0] for k, v in per.items()}
-    sums = np.einsum("bn,cnk->bck", samples, x).reshape(len(samples), n_seeds, n_rates, -1)
+    k = x.shape[2]  # one BLAS product for every seed, rate and quantity
+    sums = (samples @ x.transpose(1, 0, 2).reshape(n, -1)).reshape(len(samples), n_seeds, n_rates, k)
     out = {}
     for k, v in metrics_from_sums(sums).items():  # (B, S, R)
         out[k] = np.einsum("bsr,bs->br", np.nan_to_num(v), seeds) / seeds.sum(1, keepdims=True)
