@@ -125,3 +125,29 @@ def test_figure4_styles_legend_and_bands(tmp_path):
     styles = {(line.get_marker(), line.get_linestyle()) for line in axes[0].get_lines()}
     assert len(styles) == 2
     assert not any(ax.collections for ax in axes) and all(ax.collections for ax in banded.axes)
+
+
+def test_compiles_without_overfull_boxes_in_a_two_column_page(tmp_path):
+    """tools/check_latex.py on a MOSI+MOSEI table1.tex (with the reported block) and robustness.tex;
+    skipped where no TeX engine is installed (CI installs none: pip only)."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    if shutil.which("pdflatex") is None:
+        pytest.skip("pdflatex not installed")
+    for package in ("booktabs.sty", "graphicx.sty", "geometry.sty"):
+        if subprocess.run(["kpsewhich", package], capture_output=True).returncode != 0:
+            pytest.skip(f"LaTeX package {package} not installed")
+    per = per_condition(records(), list(MODELS))
+    table = table1(per, list(MODELS))
+    (tmp_path / "table1.tex").write_text(latex.table1_latex(
+        table, synthetic=True, conditions="missing rates 0.0, 0.5", seeds=(1111, 1112), n_conditions=3,
+        reported=latex.load_reported(("mosi", "mosei")), significant={("dar", "mosi", "Mult_acc_7")},
+        significance_note=" Significant lead."))
+    (tmp_path / "robustness.tex").write_text(latex.robustness_latex(robustness_table(per, baseline="misa"),
+                                                                    synthetic=True, seeds=(1111, 1112)))
+    proc = subprocess.run([sys.executable, str(Path(__file__).resolve().parent.parent / "tools" / "check_latex.py"),
+                           str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
