@@ -4,8 +4,8 @@
 ``Loss`` (MMSA's ``KeyEval`` for MOSI/MOSEI), saving the best ``state_dict`` to
 ``args.model_save_path``; ``do_test(model, loader, mode)`` returns MMSA's ``MetricsTop`` dict plus
 ``"Loss"`` (with ``return_sample_results``, also per sample and in the same pass: ``Ids``, ``Index``,
-``SResults`` = the predictions the metrics were computed from, ``Labels``). Subclasses override the hooks (``build_optimizers``, ``train_step``, ``eval_step``,
-``predict``), not the loop.
+``SResults`` = the predictions the metrics were computed from, ``Labels``). Subclasses override the
+hooks (``build_optimizers``, ``train_step``, ``eval_step``, ``predict``), not the loop.
 
 Missing-data conventions:
 * ``corrupt`` applies the protocol's corruption (``dar_mmsa.data.corruption``) to a batch; during
