@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 
@@ -72,6 +73,20 @@ def build_parser() -> argparse.ArgumentParser:
                          "HEAD_IP:6379); default: start a local Ray on this machine")
     backend.add_argument("--max-retries", type=int, metavar="N", help="retries of a run whose worker died "
                          "(ray; default: 2), then it is reported as failed")
+    analysis = parser.add_argument_group("analysis", "significance, robustness summaries, figures; "
+                                         "--report-only redoes every report of OUT/NAME from its store")
+    analysis.add_argument("--compare", metavar="MODEL", help="reference model of significance.csv and the "
+                          "table1.tex marks (default: the best Table 1 average Non0 Acc-2, per dataset)")
+    analysis.add_argument("--bootstrap", type=int, metavar="N", dest="n_boot",
+                          help="paired bootstrap draws (default: 1000; seeded, see --bootstrap-seed)")
+    analysis.add_argument("--bootstrap-seed", type=int, metavar="SEED", dest="boot_seed", help="default: 0")
+    analysis.add_argument("--breakdown-fraction", type=float, metavar="F", dest="fraction",
+                          help="robustness.csv: first rate where a metric falls below F x its r=0 value (default: 0.9)")
+    analysis.add_argument("--robustness-baseline", metavar="MODEL", dest="baseline",
+                          help="baseline of effective robustness (default: the first of MMSA's models given)")
+    analysis.add_argument("--bands", action="store_true", default=None, help="+-1 std bands over seeds in the figures")
+    analysis.add_argument("--report-only", action="store_true",
+                          help="rebuild every report of OUT/NAME from its store: nothing is trained or evaluated")
     modes = parser.add_argument_group("modes")
     modes.add_argument("--quick", action="store_true", help="tiny synthetic data, tiny BERT, 2 epochs (minutes on CPU)")
     modes.add_argument("--eval-only", action="store_true", help="evaluate saved checkpoints only (e.g. new rates)")
@@ -120,11 +135,30 @@ def main(argv=None) -> int:
             print(list_models_text(args.config))
             return 0
         check_cli(args)
+        analysis = {k: getattr(args, k) for k in ("compare", "n_boot", "boot_seed", "fraction", "baseline", "bands")}
+        if args.report_only:
+            from dar_mmsa.benchmark import report
+            from dar_mmsa.errors import ConfigError
+
+            grid = [flag for flag, value in (("--models", args.models), ("--seeds", args.seeds), ("--rates", args.rates),
+                                             ("--drop-rates", args.drop_rates), ("--set", args.overrides),
+                                             ("--rates-per-modality", args.rates_per_modality),
+                                             ("--eval-only", args.eval_only)) if value]
+            if grid:
+                raise ConfigError(f"--report-only reports the runs of the last command in OUT/NAME: drop "
+                                  f"{', '.join(grid)} (or run without --report-only)")
+            from dar_mmsa.benchmark.plan import default_name
+
+            name = args.name or default_name(args.quick, not (args.data_root or os.environ.get("DAR_MMSA_DATA_ROOT")))
+            result = report(os.path.join(args.out, name), analysis=analysis,
+                            with_reported=True if args.with_reported else None)
+            print(result.summary)
+            return 0
         from dar_mmsa.benchmark import run
         from dar_mmsa.data.features import plain_data_warnings
 
         with plain_data_warnings():
-            result = run(models=args.models, datasets=args.datasets, seeds=args.seeds, rates=args.rates,
+            result = run(analysis=analysis, models=args.models, datasets=args.datasets, seeds=args.seeds, rates=args.rates,
                          protocol=args.protocol, drop_rates=args.drop_rates,
                          rates_per_modality=args.rates_per_modality,
                          data_root=args.data_root, pretrained=args.pretrained, device=args.device, out=args.out,

@@ -12,5 +12,7 @@ from .registry import list_models, register_model  # noqa: E402
 
 register()
 
+from .inference import load_run  # noqa: E402
+
 __version__ = "0.1.0"
-__all__ = ["list_models", "register", "register_model", "__version__"]
+__all__ = ["list_models", "load_run", "register", "register_model", "__version__"]

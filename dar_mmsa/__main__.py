@@ -3,6 +3,10 @@
 MMSA 2.2.1's own ``__main__`` hard-codes its list of model names; this one takes the same
 options, knows our models too, defaults to our config file, and adds ``--data-root``,
 ``--pretrained`` and ``--list-models``. Errors a user can fix print one line and exit with 2.
+
+``python -m dar_mmsa predict --run RUN --features FILE.pkl [--split test] [--missing-rate r]
+[--out FILE.csv]`` runs a stored benchmark run on an MMSA-format feature pickle
+(``dar_mmsa.inference``); any other first argument is MMSA's command line as before.
 """
 from __future__ import annotations
 
@@ -38,7 +42,56 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+def parse_predict_args(argv):
+    parser = argparse.ArgumentParser(prog="python -m dar_mmsa predict",
+                                     description="per-sample predictions of a stored benchmark run (CSV)")
+    parser.add_argument("--run", required=True, help="run folder (results/<name>/store/runs/<run_id>) or run id")
+    parser.add_argument("--features", required=True, help="MMSA-format feature pickle ({split: {text_bert, audio, "
+                        "vision, ...}})")
+    parser.add_argument("--split", default="test", help="split of the pickle to predict (default: test)")
+    parser.add_argument("--missing-rate", type=float, default=0.0,
+                        help="corrupt the inputs first with the benchmark's protocol (default: 0)")
+    parser.add_argument("--out", help="CSV file to write (default: standard output)")
+    parser.add_argument("--pretrained", help="BERT directory, if not the run's recorded one (same architecture)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda:N or auto (default: cpu)")
+    parser.add_argument("--batch-size", type=int, help="default: the batch size the run was evaluated with")
+    return parser.parse_args(argv)
+
+
+def predict_main(argv) -> int:
+    import numpy as np
+
+    from .errors import DarMmsaError
+
+    args = parse_predict_args(argv)
+    try:
+        from .benchmark.store import write_atomic
+        from .inference import load_run
+
+        predictor = load_run(args.run, pretrained=args.pretrained, device=args.device, batch_size=args.batch_size)
+        frame = predictor.predict_features(args.features, split=args.split, missing_rate=args.missing_rate)
+        for column in ("label", "prediction"):  # shortest text that reads back as the same float32
+            if column in frame:
+                frame[column] = [np.format_float_positional(np.float32(v), unique=True, trim="-")
+                                 for v in frame[column]]
+        text = frame.to_csv(index=False)
+        if args.out:
+            try:
+                write_atomic(args.out, text.encode())
+            except OSError as exc:
+                raise DarMmsaError(f"cannot write {args.out} ({exc.strerror or exc}): pass a writable --out") from None
+        else:
+            sys.stdout.write(text)
+    except DarMmsaError as exc:
+        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["predict"]:
+        return predict_main(argv[1:])
     from . import registry
     from .errors import ConfigError, DarMmsaError
 

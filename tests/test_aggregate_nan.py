@@ -6,6 +6,7 @@ import pytest
 from dar_mmsa.benchmark import aggregate
 from dar_mmsa.benchmark.grid import Condition
 from dar_mmsa.report import latex
+from dar_mmsa.report.latex import NAN_MARK
 
 
 def _record(seed, condition, corr, mae=0.5):
@@ -38,9 +39,9 @@ def test_table1_reports_nan_count_and_latex_marks_the_cell(frame):
     assert row["Corr_n_nan"] == 1 and row["MAE_n_nan"] == 0
     assert row["Corr"] == pytest.approx((0.35 + 0.2) / 2)
     tex = latex.table1_latex(table, synthetic=True, conditions="missing rates 0.0, 0.5", seeds=(1111, 1112, 1113))
-    assert "$^*$" in tex and "undefined (NaN)" in tex
+    assert NAN_MARK in tex and "undefined (NaN)" in tex
     body = [line for line in tex.splitlines() if line.startswith("DAR")][0]
-    assert body.count("$^*$") == 1 and "0.275}$^*$" in body
+    assert body.count(NAN_MARK) == 1 and "0.275}" + NAN_MARK in body
 
 
 def test_a_condition_without_any_valid_value_leaves_the_cell_empty(frame):
@@ -66,4 +67,4 @@ def test_inter_table_counts_nan(frame):
     assert table.iloc[0]["n_nan"] == 1 and table.iloc[0]["n_nan L"] == 1 and table.iloc[0]["n_nan A"] == 0
     row = [line for line in latex.inter_latex(table, synthetic=True, seeds=(1111, 1112)).splitlines()
            if line.startswith("DAR")][0]
-    assert row.count("$^*$") == 2  # the L cell and the average
+    assert row.count(NAN_MARK) == 2  # the L cell and the average

@@ -24,7 +24,8 @@ from .executors import BackendOptions, make_executor
 from .grid import DEFAULT_DROP_RATES, DEFAULT_RATES, DEFAULT_SEEDS, conditions_for, parse_rates_per_modality
 from .plan import (DEFAULT_MODELS, QUICK_MODELS, QUICK_OVERRIDES, QUICK_SEEDS, Settings, check_data, check_models,
                    check_seeds, check_store, default_name, is_synthetic, plan, prepare_inputs, write_synthetic_data)
-from .reports import BenchmarkResult, summary_text, write_reports
+from .analysis import check_analysis
+from .reports import BenchmarkResult, rebuild_reports, summary_text, write_reports
 from .store import ResultStore, write_atomic
 
 
@@ -34,9 +35,9 @@ def run(models: Optional[Sequence[str]] = None, datasets: Sequence[str] = ("mosi
         rates_per_modality: Optional[Sequence] = None, data_root=None, pretrained=None, device: str = "auto",
         out="results", name: Optional[str] = None, quick: bool = False, eval_only: bool = False, config_file=None,
         overrides: Optional[Mapping] = None, with_reported: bool = False, progress: bool = True,
-        say=None, masks: str = "ours", backend: str = "serial", jobs: Optional[int] = None,
-        cpus_per_run: Optional[float] = None, gpus_per_run: Optional[float] = None, ray_address: Optional[str] = None,
-        max_retries: Optional[int] = None) -> BenchmarkResult:
+        say=None, masks: str = "ours", analysis: Optional[Mapping] = None, backend: str = "serial",
+        jobs: Optional[int] = None, cpus_per_run: Optional[float] = None, gpus_per_run: Optional[float] = None,
+        ray_address: Optional[str] = None, max_retries: Optional[int] = None) -> BenchmarkResult:
     """Run (or resume) the robustness benchmark and write its reports; see the module docstring.
 
     Args:
@@ -63,6 +64,9 @@ def run(models: Optional[Sequence[str]] = None, datasets: Sequence[str] = ("mosi
             joins a running cluster, else a local Ray starts); ``jobs`` caps the units in flight,
             ``cpus_per_run`` (torch threads) and ``gpus_per_run`` (fractional) size each one,
             ``max_retries`` retries a unit whose worker died (see ``executors``).
+        analysis: options of the significance / robustness reports and figures
+            (``benchmark.analysis.AnalysisOptions`` fields: ``compare``, ``bands``, ``n_boot``,
+            ``boot_seed``, ``fraction``, ``baseline``).
 
     Raises ``DarMmsaError`` (one line) for any bad input, before anything is trained.
     """
@@ -82,6 +86,7 @@ def run(models: Optional[Sequence[str]] = None, datasets: Sequence[str] = ("mosi
         raise ConfigError("--rates belongs to the intra-modal protocol: use --protocol intra or all")
     if drop_rates is not None and protocol == "intra":
         raise ConfigError("--drop-rates belongs to the inter-modal protocol: use --protocol inter or all")
+    options = check_analysis(analysis, models)
     settings_per_modality = None
     if rates_per_modality:
         tokens = [t for t in rates_per_modality if isinstance(t, str)]
@@ -113,11 +118,25 @@ def run(models: Optional[Sequence[str]] = None, datasets: Sequence[str] = ("mosi
         check_store(settings, planned, eval_only)
         executor.start(settings)
         execution = executor.run(planned, settings, progress=progress, say=say)
-        result = write_reports(settings, planned, with_reported=with_reported, say=say)
+        result = write_reports(settings, planned, with_reported=with_reported, say=say, analysis=options)
     result.trained, result.evaluated, result.failures = execution.trained, execution.evaluated, execution.failures
     result.summary = summary_text(result, settings.seeds) + "\n" + execution.describe()
     write_atomic(result.root / "summary.txt", (result.summary + "\n").encode())
     return result
 
 
-__all__ = ["run", "BenchmarkResult", "summary_text"]
+def report(root, *, analysis: Optional[Mapping] = None, with_reported: Optional[bool] = None,
+           say=None) -> BenchmarkResult:
+    """Rebuild every report of a results folder from its store (nothing trained or evaluated);
+    ``analysis`` overrides the options stored with the last command's reports."""
+    store = ResultStore(root)
+    if not store.runs.is_dir():  # before the lock, which would create the folder
+        raise ConfigError(f"{store.root} holds no results store (no store/runs/): pass the folder a benchmark "
+                          f"wrote, e.g. results/synthetic-quick")
+    if analysis:
+        check_analysis(analysis, None)
+    with store.lock():
+        return rebuild_reports(store.root, analysis=analysis, with_reported=with_reported, say=say)
+
+
+__all__ = ["run", "report", "BenchmarkResult", "summary_text"]

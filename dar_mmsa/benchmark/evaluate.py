@@ -14,9 +14,13 @@ while ``text``/``audio``/``vision`` stay complete. TFR-Net's prediction depends 
 ``vision_mask``, all unchanged); the complete inputs and the missing masks feed only its
 reconstruction loss, which its ``do_test`` computes but does not report.
 
-Models that return a dict with ``"importance"`` (the DERL-style model: (B, 6) over experts
-P_l, P_a, P_v, S_l, S_a, S_v) are run once more over the same loader after ``do_test`` to
-collect those vectors per test sample.
+Per-sample predictions are collected in the same pass as the metrics: our trainers' ``do_test``
+returns them (``return_sample_results``: the very tensor the metrics were computed from); for
+MMSA's trainers (whose ``do_test`` returns none, or breaks on a last batch of one) a forward hook on
+the model records each batch's prediction (``"M"`` of a dict output, the first element of a tuple,
+or the tensor), in loader order = row order. Models whose forward output is a dict with
+``"importance"`` (the DERL-style model: (B, 6) over experts P_l, P_a, P_v, S_l, S_a, S_v) have
+those vectors recorded by the same hook, so no model is run twice.
 """
 from __future__ import annotations
 
@@ -83,13 +87,33 @@ def damaged_dataset(dataset, condition: Condition, seed: int, *, data_missing: b
 class Evaluation:
     metrics: Dict[str, float]
     n_samples: int
-    importance: Optional[Dict[str, list]] = None  # column -> values, one row per test sample
+    # index, id, label, prediction (+ the 6 expert importances): arrays, one row per test sample
+    predictions: Optional[Dict[str, np.ndarray]] = None
     realised_drop_fraction: Optional[float] = None
+
+    @property
+    def importance(self) -> Optional[Dict[str, list]]:
+        """The DERL-style expert importances per sample (with index, id, label, prediction), if any."""
+        if self.predictions is None or EXPERTS[0] not in self.predictions:
+            return None
+        return {k: self.predictions[k].tolist() for k in ("index", "id", "label", "prediction", *EXPERTS)}
 
 
 def plain_metrics(results: dict) -> Dict[str, float]:
-    """MMSA's metric dict as plain Python floats (no numpy scalars)."""
-    return {str(k): float(v) for k, v in results.items()}
+    """MMSA's metric dict as plain Python floats (no numpy scalars), per-sample entries left out."""
+    return {str(k): float(v) for k, v in results.items() if k not in SAMPLE_KEYS}
+
+
+SAMPLE_KEYS = frozenset({"Ids", "Index", "SResults", "Labels", "Features"})
+
+
+def prediction_of(output) -> torch.Tensor:
+    """The sentiment prediction in a model's forward output (dict "M", first of a tuple, or the tensor)."""
+    if isinstance(output, dict):
+        return output["M"]
+    if isinstance(output, (tuple, list)):
+        return prediction_of(output[0])
+    return output
 
 
 def supports_importance(model, loader, device) -> bool:
@@ -100,34 +124,76 @@ def supports_importance(model, loader, device) -> bool:
     return isinstance(out, dict) and "importance" in out
 
 
-@torch.no_grad()
-def collect_importance(model, loader, device) -> Dict[str, list]:
-    """Per test sample: index, id, label, prediction and the 6 expert importances."""
-    model.eval()
-    columns: Dict[str, List] = {k: [] for k in ("index", "id", "label", "prediction", *EXPERTS)}
-    for batch in loader:
-        out = model(*(batch[k].to(device) for k in ("text", "audio", "vision")))
-        weights = out["importance"].detach().float().cpu().numpy()
-        columns["index"] += [int(i) for i in batch["index"]]
-        columns["id"] += [str(i) for i in batch["id"]]
-        columns["label"] += [float(v) for v in batch["labels"]["M"].view(-1)]
-        columns["prediction"] += [float(v) for v in out["M"].detach().float().cpu().view(-1)]
+class OutputRecorder:
+    """Forward hook recording each forward call's prediction (and ``"importance"``, if the output has it)."""
+
+    def __init__(self, model):
+        self.predictions: List[np.ndarray] = []
+        self.importance: List[np.ndarray] = []
+        self.handle = model.register_forward_hook(self._hook)
+
+    def _hook(self, module, inputs, output):
+        self.predictions.append(prediction_of(output).detach().float().cpu().reshape(-1).numpy())
+        if isinstance(output, dict) and "importance" in output:
+            self.importance.append(output["importance"].detach().float().cpu().numpy())
+
+    def close(self):
+        self.handle.remove()
+
+
+def _is_ours(trainer) -> bool:
+    from ..training.base import Trainer
+
+    return isinstance(trainer, Trainer)
+
+
+def sample_columns(dataset, predictions: np.ndarray, importance: Optional[np.ndarray] = None) -> Dict[str, np.ndarray]:
+    """The per-sample columns of a test split read in order: index, id, label (float32 as MMSA's
+    loader gives it), prediction (+ expert importances)."""
+    n = len(dataset)
+    columns = {"index": np.arange(n, dtype=np.int64), "id": np.asarray([str(i) for i in dataset.ids]),
+               "label": np.asarray(dataset.labels["M"], dtype=np.float32).reshape(-1),
+               "prediction": np.asarray(predictions, dtype=np.float32).reshape(-1)}
+    if importance is not None:
         for j, name in enumerate(EXPERTS):
-            columns[name] += [float(v) for v in weights[:, j]]
+            columns[name] = importance[:, j].astype(np.float32)
     return columns
 
 
+def run_do_test(model, trainer, loader, dataset) -> tuple:
+    """``trainer.do_test(model, loader, "TEST")`` and, from the same pass, the per-sample columns
+    (None if the trainer's forward calls did not give one prediction per sample)."""
+    recorder = OutputRecorder(model)
+    try:
+        if _is_ours(trainer):
+            results = trainer.do_test(model, loader, mode="TEST", return_sample_results=True)
+            predictions = np.asarray(results["SResults"], dtype=np.float32)
+        else:
+            results = trainer.do_test(model, loader, mode="TEST")
+            predictions = np.concatenate(recorder.predictions) if recorder.predictions else np.zeros(0, np.float32)
+    finally:
+        recorder.close()
+    importance = np.concatenate(recorder.importance) if recorder.importance else None
+    if len(predictions) != len(dataset) or (importance is not None and len(importance) != len(dataset)):
+        return results, None
+    return results, sample_columns(dataset, predictions, importance)
+
+
 def evaluate(model, trainer, dataset, condition: Condition, seed: int, *, batch_size: int, device,
-             data_missing: bool = False, with_importance: bool = False) -> Evaluation:
-    """Metrics of ``model`` on the test ``dataset`` damaged by ``condition`` (MMSA's ``do_test``)."""
+             data_missing: bool = False, with_importance: bool = True) -> Evaluation:
+    """Metrics and per-sample predictions of ``model`` on the test ``dataset`` damaged by
+    ``condition``, from one pass of the model's own ``do_test``.
+
+    ``with_importance`` is kept for callers of the old signature: importances are recorded
+    whenever the model outputs them.
+    """
     damaged = damaged_dataset(dataset, condition, seed, data_missing=data_missing)
     loader = DataLoader(damaged, batch_size=batch_size, shuffle=False, num_workers=0)
     if hasattr(trainer, "args") and "test_missing_rate" in trainer.args:
         trainer.args["test_missing_rate"] = 0.0
     model.eval()
-    results = trainer.do_test(model, loader, mode="TEST")
-    importance = collect_importance(model, loader, device) if with_importance else None
+    results, columns = run_do_test(model, trainer, loader, damaged)
     realised = None
     if damaged.benchmark_present is not None:
         realised = float(1.0 - np.mean(damaged.benchmark_present))
-    return Evaluation(plain_metrics(results), len(damaged), importance, realised)
+    return Evaluation(plain_metrics(results), len(damaged), columns, realised)

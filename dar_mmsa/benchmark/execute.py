@@ -27,6 +27,7 @@ from .. import runner
 from ..registry import our_models
 from ..report.names import model_display_name
 from .evaluate import evaluate, supports_importance
+from .predictions import write_predictions
 from .plan import Settings, WorkUnit
 from .grid import Condition, TrainingRun
 from .store import ResultStore, write_atomic
@@ -171,7 +172,9 @@ def execute_unit(p: WorkUnit, settings: Settings, loaders_cache: LoaderCache, ve
         result = evaluate(model, trainer, test_set, condition, run.seed, batch_size=batch_size, device=settings.device,
                           data_missing=data_missing, with_importance=with_importance)
         wall = time.perf_counter() - start
-        importance_file = None
+        importance_file = predictions_file = None
+        if result.predictions is not None:
+            predictions_file = write_predictions(store, run.run_id, condition.key, result.predictions)
         if result.importance is not None:
             importance_file = str(_write_importance(store, run.run_id, condition.key, result.importance)
                                   .relative_to(store.root))
@@ -181,6 +184,7 @@ def execute_unit(p: WorkUnit, settings: Settings, loaders_cache: LoaderCache, ve
             "config_hash": run.config_hash, "condition": condition.to_record(), "metrics": result.metrics,
             "n_test": result.n_samples, "eval_batch_size": batch_size, "wall_time_s": round(wall, 4),
             "realised_drop_fraction": result.realised_drop_fraction, "importance_file": importance_file,
+            "predictions_file": predictions_file,
             "device": str(settings.device), "versions": versions, "data": p.data, "finished_at": _now()})
         logger.info(f"{run.title} {condition.key}: {json.dumps(result.metrics)} ({wall:.2f}s)")
     return trained, len(pending)

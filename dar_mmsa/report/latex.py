@@ -1,10 +1,14 @@
-"""LaTeX tables in the DAR paper's layout (booktabs; needs the ``booktabs`` and ``multirow`` packages).
+"""LaTeX tables in the DAR paper's layout (needs the ``booktabs`` and ``graphicx`` packages; no ``multirow``).
 
-Table 1: one ``\\multicolumn`` group per dataset with Acc-7, Acc-5, Acc-2, F1, MAE (down arrow),
+Table 1 is a ``table*`` (both columns of a two-column page), its tabular shrunk to ``\\textwidth``
+only when wider (``\\resizebox``), packages listed in a comment at the top. One ``\\multicolumn`` group per dataset with Acc-7, Acc-5, Acc-2, F1, MAE (down arrow),
 Corr; Acc-2 and F1 print "Has0 / Non0"; accuracies and F1 x100 with 2 decimals, MAE and Corr
 with 3. Per column (and per half of a "Has0 / Non0" cell) the best of our rows is bold and the
 second best underlined, ranked on the printed values (ties share the mark). The optional block of
-the paper's reported numbers is labelled "reported" and takes no part in the ranking.
+the paper's reported numbers is labelled "reported" and takes no part in the ranking. A dagger on
+the first cell of a dataset's group marks a (model, dataset) averaging fewer conditions or seeds
+than the command asked for; an asterisk marks a lead of the compared model that the paired
+bootstrap finds significant (``benchmark.significance``).
 
 The inter-modal table: one row per model, one column per modality subset present (L, A, V, L+A,
 L+V, A+V, L+A+V) and their average, for one metric, one block per dataset.
@@ -13,7 +17,7 @@ from __future__ import annotations
 
 import csv
 from importlib import resources
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Set, Tuple
 
 import pandas as pd
 
@@ -36,6 +40,11 @@ METRIC_NAMES = {"Mult_acc_7": "Acc-7", "Mult_acc_5": "Acc-5", "Has0_acc_2": "Acc
 # Columns of the reported CSV -> MMSA metric keys (the CSV holds percentages for accuracies/F1).
 REPORTED_COLUMNS = {"acc7": "Mult_acc_7", "acc5": "Mult_acc_5", "has0_acc2": "Has0_acc_2", "non0_acc2": "Non0_acc_2",
                     "has0_f1": "Has0_F1_score", "non0_f1": "Non0_F1_score", "mae": "MAE", "corr": "Corr"}
+SIGNIFICANT_MARK = r"$^{\ast}$"
+INCOMPLETE_MARK = r"$^{\dagger}$"
+NAN_MARK = r"$^{\S}$"  # a mean over fewer runs than asked: some values were NaN
+PACKAGES_COMMENT = ("% Needs \\usepackage{booktabs} and \\usepackage{graphicx} (\\resizebox); a table* spanning both "
+                    "columns,\n% shrunk to \\textwidth only when wider. No multirow.")
 _LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
                   "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
 
@@ -73,14 +82,20 @@ def load_reported(datasets: Sequence[str] = ("mosi", "mosei")) -> pd.DataFrame:
 
 
 def _nan_mark(by_key, model, dataset, metric) -> str:
-    """``$^*$`` after a cell averaged over fewer seeds than it should (some values were NaN)."""
+    """``NAN_MARK`` after a cell averaged over fewer seeds than it should (some values were NaN)."""
     row = by_key.get((model, dataset))
     n_nan = row.get(f"{metric}_n_nan") if row is not None else None
-    return r"$^*$" if n_nan is not None and not pd.isna(n_nan) and n_nan > 0 else ""
+    return NAN_MARK if n_nan is not None and not pd.isna(n_nan) and n_nan > 0 else ""
 
 
-def _cells(table: pd.DataFrame, datasets: Sequence[str], rank: bool) -> List[List[str]]:
-    """Row-major cell texts (without the name column) for the rows of ``table``."""
+def _cells(table: pd.DataFrame, datasets: Sequence[str], rank: bool, *,
+           incomplete: Optional[Set[Tuple[str, str]]] = None,
+           significant: Optional[Set[Tuple[str, str, str]]] = None) -> List[List[str]]:
+    """Row-major cell texts (without the name column) for the rows of ``table``.
+
+    ``incomplete``: (model, dataset) pairs whose first cell of the dataset gets a dagger;
+    ``significant``: (model, dataset, metric) cells that get the significance mark."""
+    incomplete, significant = incomplete or set(), significant or set()
     by_key = {(r["model"], r["dataset"]): r for _, r in table.iterrows()}
     models = list(dict.fromkeys(table["model"]))
     printed = {(m, ds, metric): format_metric(metric, by_key[(m, ds)][metric] if (m, ds) in by_key else None)
@@ -93,60 +108,89 @@ def _cells(table: pd.DataFrame, datasets: Sequence[str], rank: bool) -> List[Lis
                           for m in models]
                 column_marks = rank_marks(values, metric in LOWER_IS_BETTER) if rank else [""] * len(models)
                 marks.update({(m, ds, metric): mark for m, mark in zip(models, column_marks)})
+
+    def cell(m, ds, k):
+        text = _marked(printed[(m, ds, k)], marks[(m, ds, k)])
+        return text + SIGNIFICANT_MARK if (m, ds, k) in significant and printed[(m, ds, k)] is not None else text
+
     rows = []
     for m in models:
         row = []
         for ds in datasets:
-            for _, metrics in TABLE1_COLUMNS:
-                row.append(" / ".join(_marked(printed[(m, ds, k)], marks[(m, ds, k)]) + _nan_mark(by_key, m, ds, k)
-                                      for k in metrics))
+            for i, (_, metrics) in enumerate(TABLE1_COLUMNS):
+                text = " / ".join(cell(m, ds, k) + _nan_mark(by_key, m, ds, k) for k in metrics)
+                row.append(text + INCOMPLETE_MARK if i == 0 and (m, ds) in incomplete else text)
         rows.append(row)
     return rows
 
 
+def incomplete_pairs(table: pd.DataFrame, n_conditions: int, n_seeds: int) -> Set[Tuple[str, str]]:
+    """(model, dataset) rows averaging fewer conditions or seeds than the command asked for."""
+    short = (table["n_conditions"] < n_conditions) | (table["min_seeds"] < n_seeds)
+    return set(zip(table.loc[short, "model"], table.loc[short, "dataset"]))
+
+
+def ordered_datasets(table: pd.DataFrame) -> List[str]:
+    present = set(table["dataset"])
+    return [d for d in ("mosi", "mosei") if d in present] + sorted(present - {"mosi", "mosei"})
+
+
+def fit_to_width(tabular: List[str]) -> List[str]:
+    """Shrink a tabular to the text width only when it is wider (graphicx's \resizebox)."""
+    return [r"\resizebox{\ifdim\width>\textwidth\textwidth\else\width\fi}{!}{%", *tabular, "}"]
+
+
 def table1_latex(table: pd.DataFrame, *, synthetic: bool, conditions: str, seeds: Sequence[int],
-                 reported: Optional[pd.DataFrame] = None, label: str = "tab:robustness") -> str:
-    """Table 1 as a LaTeX ``table`` (see the module docstring).
+                 reported: Optional[pd.DataFrame] = None, label: str = "tab:robustness",
+                 n_conditions: Optional[int] = None, significant: Optional[Set[Tuple[str, str, str]]] = None,
+                 significance_note: str = "") -> str:
+    """Table 1 as a LaTeX ``table*`` (see the module docstring).
 
     ``table``: rows of :func:`dar_mmsa.benchmark.aggregate.table1`; ``conditions``: how the
-    averaged test conditions are described in the caption (e.g. "missing rates 0.0--0.9").
+    averaged test conditions are described in the caption (e.g. "missing rates 0.0--0.9");
+    ``n_conditions``: how many conditions the command asked for (default: the most any row has);
+    ``significant``: (model, dataset, metric) cells marked as significant leads, explained by
+    ``significance_note`` in the caption.
     """
-    datasets = [d for d in ("mosi", "mosei") if d in set(table["dataset"])] + \
-        sorted(set(table["dataset"]) - {"mosi", "mosei"})
+    datasets = ordered_datasets(table)
     n_cols = 1 + len(TABLE1_COLUMNS) * len(datasets)
-    incomplete = set(table.loc[(table["n_conditions"] < table["n_conditions"].max())
-                               | (table["min_seeds"] < len(seeds)), "model"])
-    names = {r["model"]: escape(r["display_name"]) + (r"$^\dagger$" if r["model"] in incomplete else "")
-             for _, r in table.iterrows()}
-    lines = [r"\begin{table}[t]", r"\centering", r"\small"]
+    requested = int(n_conditions if n_conditions is not None else table["n_conditions"].max())
+    incomplete = incomplete_pairs(table, requested, len(seeds))
     caption = (f"Robustness to intra-modal missingness: mean over the test {conditions} and seeds "
                f"{', '.join(str(s) for s in seeds)}. Acc-2 and F1 are Has0 / Non0; accuracies and F1 in \\%. "
                f"Best in bold, second underlined.")
+    if significant:
+        caption += f" {SIGNIFICANT_MARK}{significance_note}"
     if incomplete:
-        caption += r" $^\dagger$Some runs are missing."
+        caption += (rf" {INCOMPLETE_MARK}Fewer test conditions or seeds than the {requested} conditions and "
+                    rf"{len(seeds)} seeds asked for on this dataset.")
     if any(table.get(f"{m}_n_nan", pd.Series(dtype=float)).fillna(0).gt(0).any() for _, ms in TABLE1_COLUMNS
            for m in ms):
-        caption += r" $^*$The metric was undefined (NaN) in some runs: mean over the runs where it is defined."
+        caption += rf" {NAN_MARK}The metric was undefined (NaN) in some runs: mean over the runs where it is defined."
     if reported is not None and len(reported):
         caption += " Rows marked ``reported'' are the numbers printed in the DAR paper (not run here)."
     if synthetic:
         caption = r"\textbf{Synthetic data}: numbers are not comparable to the paper's. " + caption
-    lines += [rf"\caption{{{caption}}}", rf"\label{{{label}}}",
-              r"\begin{tabular}{l" + ("c" * len(TABLE1_COLUMNS)) * len(datasets) + "}", r"\toprule"]
+    lines = [PACKAGES_COMMENT, r"\begin{table*}[t]", r"\centering", r"\small", rf"\caption{{{caption}}}",
+             rf"\label{{{label}}}", r"\setlength{\tabcolsep}{4pt}"]
+    tabular = [r"\begin{tabular}{l" + ("c" * len(TABLE1_COLUMNS)) * len(datasets) + "}", r"\toprule"]
     group = " & ".join(rf"\multicolumn{{{len(TABLE1_COLUMNS)}}}{{c}}{{{dataset_display_name(d)}}}" for d in datasets)
-    lines.append(rf"\multirow{{2}}{{*}}{{Method}} & {group} \\")
-    lines.append(" ".join(rf"\cmidrule(lr){{{2 + i * len(TABLE1_COLUMNS)}-{1 + (i + 1) * len(TABLE1_COLUMNS)}}}"
-                          for i in range(len(datasets))))
-    lines.append(" & " + " & ".join(h for _ in datasets for h, _ in TABLE1_COLUMNS) + r" \\")
-    lines.append(r"\midrule")
-    for model, cells in zip(dict.fromkeys(table["model"]), _cells(table, datasets, rank=True)):
-        lines.append(" & ".join([names[model], *cells]) + r" \\")
+    tabular.append(rf" & {group} \\")
+    tabular.append(" ".join(rf"\cmidrule(lr){{{2 + i * len(TABLE1_COLUMNS)}-{1 + (i + 1) * len(TABLE1_COLUMNS)}}}"
+                            for i in range(len(datasets))))
+    tabular.append("Method & " + " & ".join(h for _ in datasets for h, _ in TABLE1_COLUMNS) + r" \\")
+    tabular.append(r"\midrule")
+    names = {r["model"]: escape(r["display_name"]) for _, r in table.iterrows()}
+    cells = _cells(table, datasets, rank=True, incomplete=incomplete, significant=significant)
+    for model, row in zip(dict.fromkeys(table["model"]), cells):
+        tabular.append(" & ".join([names[model], *row]) + r" \\")
     if reported is not None and len(reported):
-        lines += [r"\midrule", rf"\multicolumn{{{n_cols}}}{{l}}{{\textit{{Reported in the DAR paper}}}} \\"]
+        tabular += [r"\midrule", rf"\multicolumn{{{n_cols}}}{{l}}{{\textit{{Reported in the DAR paper}}}} \\"]
         reported = reported[reported["dataset"].isin(datasets)]
-        for model, cells in zip(dict.fromkeys(reported["model"]), _cells(reported, datasets, rank=False)):
-            lines.append(" & ".join([escape(f"{model} (reported)"), *cells]) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
+        for model, row in zip(dict.fromkeys(reported["model"]), _cells(reported, datasets, rank=False)):
+            tabular.append(" & ".join([escape(f"{model} (reported)"), *row]) + r" \\")
+    tabular += [r"\bottomrule", r"\end{tabular}"]
+    lines += fit_to_width(tabular) + [r"\end{table*}", ""]
     return "\n".join(lines)
 
 
@@ -160,7 +204,7 @@ def inter_latex(table: pd.DataFrame, *, synthetic: bool, seeds: Sequence[int], m
                f"[UNK] between [CLS] and [SEP], absent audio/vision is zeros), mean over seeds "
                f"{', '.join(str(s) for s in seeds)}. Best in bold, second underlined.")
     if "n_nan" in table and (table["n_nan"].fillna(0) > 0).any():
-        caption += r" $^*$The metric was undefined (NaN) in some runs: mean over the runs where it is defined."
+        caption += rf" {NAN_MARK}The metric was undefined (NaN) in some runs: mean over the runs where it is defined."
     if synthetic:
         caption = r"\textbf{Synthetic data}: numbers are not comparable to published ones. " + caption
     lines = [r"\begin{table}[t]", r"\centering", r"\small", rf"\caption{{{caption}}}", rf"\label{{{label}}}",
@@ -175,14 +219,74 @@ def inter_latex(table: pd.DataFrame, *, synthetic: bool, seeds: Sequence[int], m
                  for c in columns}
         for i, (_, row) in enumerate(block.iterrows()):
             nan = [row.get("n_nan" if c == "Avg" else f"n_nan {c}", 0) or 0 for c in columns]
-            cells = [_marked(printed[c][i], marks[c][i]) + (r"$^*$" if n > 0 else "") for c, n in zip(columns, nan)]
+            cells = [_marked(printed[c][i], marks[c][i]) + (NAN_MARK if n > 0 else "") for c, n in zip(columns, nan)]
             lines.append(" & ".join([escape(row["display_name"]), *cells]) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
     return "\n".join(lines)
 
 
+ROBUSTNESS_METRICS = ("Non0_acc_2", "Mult_acc_5")
+
+
+def _number(value, scale: float, digits: int) -> str:
+    return "--" if value is None or pd.isna(value) else f"{scale * float(value):.{digits}f}"
+
+
+def robustness_latex(table: pd.DataFrame, *, synthetic: bool, seeds: Sequence[int],
+                     metrics: Sequence[str] = ROBUSTNESS_METRICS, label: str = "tab:robustness-summary") -> str:
+    """Robustness summaries (rows of :func:`dar_mmsa.benchmark.robustness.robustness_table`): per
+    metric its clean value, normalised AUC, effective robustness and breakdown rate; one block per dataset."""
+    fields = (("clean", "$r{=}0$"), ("normalised_auc", "AUC"), ("effective_robustness", "ER"),
+              ("breakdown_rate", "$r_{\\mathrm{bd}}$"))
+    fraction = float(table["fraction"].iloc[0]) if len(table) else 0.9
+    baselines = sorted({b for b in table["baseline"].dropna()})
+    baseline_names = ", ".join(escape(table.loc[table["model"] == b, "display_name"].iloc[0]) for b in baselines)
+    n_cols = 1 + len(fields) * len(metrics)
+    caption = (f"How the scores decay with the test missing rate (mean over seeds {', '.join(map(str, seeds))}; "
+               f"accuracies in \\%). AUC: area under the metric-vs-rate curve divided by the rate range; "
+               f"ER: MultiBench's effective robustness (sum over rates of the score minus the baseline's curve "
+               f"shifted to the model's clean score"
+               + (f"; baseline {baseline_names}" if baseline_names else "") + "); "
+               f"$r_{{\\mathrm{{bd}}}}$: first rate where the score falls below {fraction:g} of its $r{{=}}0$ value "
+               f"(interpolated; -- if never). Best AUC in bold.")
+    if synthetic:
+        caption = r"\textbf{Synthetic data}: numbers are not comparable to published ones. " + caption
+    lines = [r"% Needs \usepackage{booktabs} and \usepackage{graphicx} (\resizebox); one column, shrunk to "
+             r"\columnwidth only when wider.", r"\begin{table}[t]", r"\centering", r"\small", rf"\caption{{{caption}}}", rf"\label{{{label}}}",
+             r"\setlength{\tabcolsep}{3pt}"]
+    tabular = [r"\begin{tabular}{l" + "c" * (n_cols - 1) + "}", r"\toprule",
+               " & " + " & ".join(rf"\multicolumn{{{len(fields)}}}{{c}}{{{escape(METRIC_NAMES.get(m, m))}}}"
+                                  for m in metrics) + r" \\",
+               " ".join(rf"\cmidrule(lr){{{2 + i * len(fields)}-{1 + (i + 1) * len(fields)}}}"
+                        for i in range(len(metrics))),
+               "Method & " + " & ".join(h for _ in metrics for _, h in fields) + r" \\"]
+    for dataset in ordered_datasets(table):
+        block = table[table["dataset"] == dataset]
+        tabular += [r"\midrule", rf"\multicolumn{{{n_cols}}}{{l}}{{\textit{{{dataset_display_name(dataset)}}}}} \\"]
+        models = list(dict.fromkeys(block["model"]))
+        cells = {m: [] for m in models}
+        for metric in metrics:
+            rows = block[block["metric"] == metric].set_index("model")
+            scale = 100.0 if metric in PERCENT_METRICS else 1.0
+            printed_auc = {m: _number(rows["normalised_auc"].get(m), scale, 2 if scale == 100 else 3) for m in models}
+            marks = rank_marks([None if v == "--" else float(v) for v in printed_auc.values()],
+                               metric in LOWER_IS_BETTER)
+            for m, mark in zip(models, marks):
+                cells[m] += [_number(rows["clean"].get(m), scale, 2 if scale == 100 else 3),
+                             _marked(printed_auc[m], mark) if printed_auc[m] != "--" else "--",
+                             _number(rows["effective_robustness"].get(m), scale, 2 if scale == 100 else 3),
+                             _number(rows["breakdown_rate"].get(m), 1.0, 2)]
+        for m in models:
+            name = escape(block.loc[block["model"] == m, "display_name"].iloc[0])
+            tabular.append(" & ".join([name, *cells[m]]) + r" \\")
+    tabular += [r"\bottomrule", r"\end{tabular}"]
+    lines += [r"\resizebox{\ifdim\width>\columnwidth\columnwidth\else\width\fi}{!}{%", *tabular, "}",
+              r"\end{table}", ""]
+    return "\n".join(lines)
+
+
 def standalone_document(*tables: str) -> str:
     """A minimal compilable document around tables (for checking them)."""
-    return "\n".join([r"\documentclass{article}", r"\usepackage{booktabs}", r"\usepackage{multirow}",
+    return "\n".join([r"\documentclass[twocolumn]{article}", r"\usepackage{booktabs}", r"\usepackage{graphicx}",
                       r"\begin{document}", *tables,
                       r"\end{document}", ""])

@@ -3,8 +3,9 @@
 ``Trainer(args).do_train(model, dataloader)`` trains with early stopping on the validation
 ``Loss`` (MMSA's ``KeyEval`` for MOSI/MOSEI), saving the best ``state_dict`` to
 ``args.model_save_path``; ``do_test(model, loader, mode)`` returns MMSA's ``MetricsTop`` dict plus
-``"Loss"``. Subclasses override the hooks (``build_optimizers``, ``train_step``, ``eval_step``,
-``predict``), not the loop.
+``"Loss"`` (with ``return_sample_results``, also per sample and in the same pass: ``Ids``, ``Index``,
+``SResults`` = the predictions the metrics were computed from, ``Labels``). Subclasses override the
+hooks (``build_optimizers``, ``train_step``, ``eval_step``, ``predict``), not the loop.
 
 Missing-data conventions:
 * ``corrupt`` applies the protocol's corruption (``dar_mmsa.data.corruption``) to a batch; during
@@ -208,8 +209,11 @@ class Trainer:
     def do_test(self, model: nn.Module, dataloader, mode: str = "VAL", return_sample_results: bool = False):
         model.eval()
         rate = self.valid_rate() if mode == "VAL" else self.test_rate()
-        preds, labels, losses, weights = [], [], [], []
+        preds, labels, losses, weights, ids, indexes = [], [], [], [], [], []
         for batch_data in dataloader:
+            if return_sample_results:
+                ids += [str(i) for i in batch_data["id"]]
+                indexes += [int(i) for i in batch_data["index"]]
             batch = self.to_batch(batch_data)
             if rate > 0:
                 batch = self.corrupt(batch, rate, self.run_seed)
@@ -221,4 +225,7 @@ class Trainer:
         results = self.metrics(torch.cat(preds), torch.cat(labels))
         # sample-weighted mean, so the loss does not depend on the batch size
         results["Loss"] = round(sum(l * w for l, w in zip(losses, weights)) / sum(weights), 4)
+        if return_sample_results:  # MMSA's keys (Ids, SResults, Labels), plus the row of each sample
+            results.update(Ids=ids, Index=indexes, SResults=torch.cat(preds).view(-1).numpy(),
+                           Labels=torch.cat(labels).view(-1).numpy())
         return results
