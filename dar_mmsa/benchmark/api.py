@@ -86,7 +86,7 @@ def run(models: Optional[Sequence[str]] = None, datasets: Sequence[str] = ("mosi
         raise ConfigError("--rates belongs to the intra-modal protocol: use --protocol intra or all")
     if drop_rates is not None and protocol == "intra":
         raise ConfigError("--drop-rates belongs to the inter-modal protocol: use --protocol inter or all")
-    options = check_analysis(analysis, models)
+    analysis_options = check_analysis(analysis, models)
     settings_per_modality = None
     if rates_per_modality:
         tokens = [t for t in rates_per_modality if isinstance(t, str)]
@@ -102,11 +102,11 @@ def run(models: Optional[Sequence[str]] = None, datasets: Sequence[str] = ("mosi
     synthetic = (data_root is None and not os.environ.get(ENV_DATA_ROOT)) or \
         is_synthetic(data_root or os.environ[ENV_DATA_ROOT])
     store = ResultStore(Path(out) / (name or default_name(quick, synthetic)))
-    options = BackendOptions(backend, jobs, cpus_per_run, gpus_per_run, ray_address, max_retries).checked()
+    backend_options = BackendOptions(backend, jobs, cpus_per_run, gpus_per_run, ray_address, max_retries).checked()
     settings = Settings(models, datasets, check_seeds(seeds or DEFAULT_SEEDS), tuple(conditions),
-                         options.resolve_device(device), config_file, overrides, store)
+                         backend_options.resolve_device(device), config_file, overrides, store)
     settings.store.check_writable()
-    with settings.store.lock(), make_executor(options) as executor:
+    with settings.store.lock(), make_executor(backend_options) as executor:
         synthetic_scale = prepare_inputs(settings, data_root=data_root, pretrained=pretrained, quick=quick)
         if synthetic_scale is not None and not quick:
             say(f"warning: no --data-root and no ${ENV_DATA_ROOT}: training on synthetic data "
@@ -118,7 +118,7 @@ def run(models: Optional[Sequence[str]] = None, datasets: Sequence[str] = ("mosi
         check_store(settings, planned, eval_only)
         executor.start(settings)
         execution = executor.run(planned, settings, progress=progress, say=say)
-        result = write_reports(settings, planned, with_reported=with_reported, say=say, analysis=options)
+        result = write_reports(settings, planned, with_reported=with_reported, say=say, analysis=analysis_options)
     result.trained, result.evaluated, result.failures = execution.trained, execution.evaluated, execution.failures
     result.summary = summary_text(result, settings.seeds) + "\n" + execution.describe()
     write_atomic(result.root / "summary.txt", (result.summary + "\n").encode())
