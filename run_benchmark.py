@@ -57,6 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
                          "synthetic on synthetic data, else default)")
     outputs.add_argument("--with-reported", action="store_true", help="add the DAR paper's reported rows to table1.tex")
     outputs.add_argument("--no-progress", action="store_true", help="no progress bar")
+    experiment = parser.add_argument_group("experiment")
+    experiment.add_argument("--experiment", default="table1", choices=("table1", "ablation", "train-rate", "recipe"),
+                            help="table1: the models under test missing rates (default); ablation: DAR's loss "
+                                 "ablations (paper Table 2); train-rate: DAR trained at k = 0.0 ... 0.8 (Table 3); "
+                                 "recipe: DAR's old training recipe against the new; experiments default to "
+                                 "--models dar and write <experiment table>.csv/.tex")
     modes = parser.add_argument_group("modes")
     modes.add_argument("--quick", action="store_true", help="tiny synthetic data, tiny BERT, 2 epochs (minutes on CPU)")
     modes.add_argument("--eval-only", action="store_true", help="evaluate saved checkpoints only (e.g. new rates)")
@@ -91,7 +97,8 @@ def main(argv=None) -> int:
                      protocol=args.protocol, drop_rates=args.drop_rates, rates_per_modality=args.rates_per_modality,
                      data_root=args.data_root, pretrained=args.pretrained, device=args.device, out=args.out,
                      name=args.name, quick=args.quick, eval_only=args.eval_only, config_file=args.config,
-                     overrides=dict(args.overrides), with_reported=args.with_reported, progress=not args.no_progress)
+                     overrides=dict(args.overrides), with_reported=args.with_reported, progress=not args.no_progress,
+                     experiment=args.experiment)
     except DarMmsaError as exc:
         print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2

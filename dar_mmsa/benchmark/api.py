@@ -22,10 +22,12 @@ from .. import runner
 from ..errors import ConfigError
 from ..registry import DATASETS, ENV_DATA_ROOT, check_dataset
 from .execute import execute_serial
+from .experiments import get_experiment
 from .grid import DEFAULT_DROP_RATES, DEFAULT_RATES, DEFAULT_SEEDS, conditions_for, parse_rates_per_modality
 from .plan import (DEFAULT_MODELS, QUICK_MODELS, QUICK_OVERRIDES, QUICK_SEEDS, Settings, check_data, check_models,
                    check_seeds, check_store, default_name, is_synthetic, plan, prepare_inputs, write_synthetic_data)
-from .reports import BenchmarkResult, summary_text, write_reports
+from .reports import (BenchmarkResult, experiment_summary_text, summary_text, write_experiment_reports,
+                      write_reports)
 from .store import ResultStore, write_atomic
 
 
@@ -35,7 +37,7 @@ def run(models: Optional[Sequence[str]] = None, datasets: Sequence[str] = ("mosi
         rates_per_modality: Optional[Sequence] = None, data_root=None, pretrained=None, device: str = "auto",
         out="results", name: Optional[str] = None, quick: bool = False, eval_only: bool = False, config_file=None,
         overrides: Optional[Mapping] = None, with_reported: bool = False, progress: bool = True,
-        say=None) -> BenchmarkResult:
+        say=None, experiment: str = "table1") -> BenchmarkResult:
     """Run (or resume) the robustness benchmark and write its reports; see the module docstring.
 
     Args:
@@ -56,10 +58,15 @@ def run(models: Optional[Sequence[str]] = None, datasets: Sequence[str] = ("mosi
         overrides: config keys to override for every run (part of the training config hash).
         with_reported: add the paper's reported rows to ``table1.tex``.
         say: where one-line messages go (default: stderr).
+        experiment: ``table1`` (default), or one of the DAR paper's experiments run as training
+            variants (``ablation`` = Table 2, ``train-rate`` = Table 3, ``recipe``; see
+            :mod:`dar_mmsa.benchmark.experiments`); their models default to ``dar``.
 
     Raises ``DarMmsaError`` (one line) for any bad input, before anything is trained.
     """
     say = say or (lambda message: print(message, file=sys.stderr))
+    chosen = get_experiment(experiment)
+    models = models or chosen.default_models
     if quick:
         models = models or QUICK_MODELS
         seeds = seeds or QUICK_SEEDS
@@ -88,7 +95,7 @@ def run(models: Optional[Sequence[str]] = None, datasets: Sequence[str] = ("mosi
         is_synthetic(data_root or os.environ[ENV_DATA_ROOT])
     store = ResultStore(Path(out) / (name or default_name(quick, synthetic)))
     settings = Settings(models, datasets, check_seeds(seeds or DEFAULT_SEEDS), tuple(conditions),
-                         runner.resolve_device(device), config_file, overrides, store)
+                         runner.resolve_device(device), config_file, overrides, store, experiment=chosen)
     settings.store.check_writable()
     with settings.store.lock():
         synthetic_scale = prepare_inputs(settings, data_root=data_root, pretrained=pretrained, quick=quick)
@@ -98,9 +105,12 @@ def run(models: Optional[Sequence[str]] = None, datasets: Sequence[str] = ("mosi
         check_data(planned)
         check_store(settings, planned, eval_only)
         trained, evaluated, failures = execute_serial(planned, settings, progress=progress, say=say)
-        result = write_reports(settings, planned, with_reported=with_reported, say=say)
+        if chosen.is_table1:
+            result = write_reports(settings, planned, with_reported=with_reported, say=say)
+        else:
+            result = write_experiment_reports(settings, planned, with_reported=with_reported)
     result.trained, result.evaluated, result.failures = trained, evaluated, failures
-    result.summary = summary_text(result, settings.seeds)
+    result.summary = summary_text(result, settings.seeds) if chosen.is_table1 else experiment_summary_text(result)
     write_atomic(result.root / "summary.txt", (result.summary + "\n").encode())
     return result
 

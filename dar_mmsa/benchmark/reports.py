@@ -28,6 +28,7 @@ class BenchmarkResult:
     trained: int = 0
     evaluated: int = 0
     summary: str = ""
+    experiment: object = None  # experiments.Experiment of a variant experiment; None: Table 1
 
 
 def _to_csv(frame: pd.DataFrame, path: Path) -> Path:
@@ -42,11 +43,9 @@ def _conditions_label(conditions: Sequence[Condition]) -> str:
     return f"per-modality missing rates {'; '.join(labels)}"
 
 
-def write_reports(settings: Settings, planned: Sequence[WorkUnit], *, with_reported: bool, say) -> BenchmarkResult:
-    from ..report import figures, latex
-
-    store, root = settings.store, settings.store.root
-    records = []
+def _stored_records(settings: Settings, planned: Sequence[WorkUnit]) -> list:
+    """The stored evaluations of the planned runs under their conditions."""
+    store, records = settings.store, []
     for p in planned:
         training = store.training(p.run.run_id)
         if training is None:
@@ -55,7 +54,14 @@ def write_reports(settings: Settings, planned: Sequence[WorkUnit], *, with_repor
             record = store.evaluation(p.run.run_id, c.key, training["training_id"])
             if record is not None:
                 records.append(record)
-    frame = aggregate.records_frame(records)
+    return records
+
+
+def write_reports(settings: Settings, planned: Sequence[WorkUnit], *, with_reported: bool, say) -> BenchmarkResult:
+    from ..report import figures, latex
+
+    root = settings.store.root
+    frame = aggregate.records_frame(_stored_records(settings, planned))
     synthetic = settings.synthetic or bool((frame["data"] == "synthetic").any())
     model_order, condition_order = settings.models, [c.key for c in settings.conditions]
     per_cond = aggregate.per_condition(frame, model_order, condition_order)
@@ -118,6 +124,33 @@ def summary_text(result: BenchmarkResult, seeds: Sequence[int]) -> str:
             lines.append(f"{r['dataset']:8} {r['display_name'][:32]:32} {cells}")
     if not lines:
         lines.append("no finished evaluations to report")
+    lines += ["", f"{result.trained} training run(s) and {result.evaluated} evaluation(s) done now; "
+                  f"outputs in {result.root}/"]
+    return "\n".join(lines)
+
+
+def write_experiment_reports(settings: Settings, planned: Sequence[WorkUnit], *, with_reported: bool) -> BenchmarkResult:
+    """The tables of a variant experiment (``dar_mmsa.report.experiment_tables``); ``table1`` holds
+    its rows (one per dataset x variant), ``experiment`` its name."""
+    from ..report import experiment_tables
+
+    frame = aggregate.records_frame(_stored_records(settings, planned))
+    synthetic = settings.synthetic or bool((frame["data"] == "synthetic").any())
+    intra = [c for c in settings.conditions if c.protocol == "intra"]
+    table, per_cond, files = experiment_tables.write_experiment_tables(
+        settings.store.root, settings.experiment, frame[frame["protocol"] == "intra"],
+        {p.run.run_id: p.variant for p in planned}, settings.models, [c.key for c in intra], synthetic=synthetic,
+        conditions=_conditions_label(intra) if intra else "conditions", seeds=settings.seeds,
+        with_reported=with_reported)
+    return BenchmarkResult(settings.store.root, synthetic, frame, per_cond, table, None, files=files,
+                           experiment=settings.experiment)
+
+
+def experiment_summary_text(result: BenchmarkResult) -> str:
+    from ..report.experiment_tables import experiment_summary
+
+    lines = experiment_summary(result.experiment, result.table1, result.per_condition, synthetic=result.synthetic,
+                               seeds=sorted(set(result.evaluations["seed"])) or ["-"])
     lines += ["", f"{result.trained} training run(s) and {result.evaluated} evaluation(s) done now; "
                   f"outputs in {result.root}/"]
     return "\n".join(lines)
