@@ -22,11 +22,11 @@ RATES = [0.0, 0.5]
 
 
 @pytest.fixture(scope="module")
-def ablation(tmp_path_factory, synthetic_root, tiny_bert):
+def ablation(tmp_path_factory, small_mosi_root, tiny_bert):
     torch.manual_seed(0)
     out = tmp_path_factory.mktemp("ablation")
     kwargs = dict(experiment="ablation", datasets=["mosi"], seeds=[1111], rates=RATES, device="cpu",
-                  progress=False, overrides=SMALL, data_root=synthetic_root, pretrained=tiny_bert, out=out,
+                  progress=False, overrides=SMALL, data_root=small_mosi_root, pretrained=tiny_bert, out=out,
                   name="t", with_reported=True)
     return run(**kwargs), kwargs
 
@@ -34,6 +34,7 @@ def ablation(tmp_path_factory, synthetic_root, tiny_bert):
 def test_each_ablation_variant_is_its_own_stored_training(ablation):
     result, _ = ablation
     assert (result.trained, result.evaluated, result.failures) == (6, 12, [])
+    assert "table1.csv" not in {f.name for f in result.files}
     trainings = ResultStore(result.root).trainings()
     assert len({t["config_hash"] for t in trainings}) == 6
     switches = {tuple(sorted(k for k in ("use_sim_loss", "use_diff_loss", "use_recon_loss", "use_boot_loss")
@@ -78,13 +79,13 @@ def test_experiments_refuse_models_without_their_switches(synthetic_root, tiny_b
         run(experiment="nope", seeds=[1111], data_root=synthetic_root, pretrained=tiny_bert, out=tmp_path)
 
 
-def test_quick_train_rate_from_the_command_line(tmp_path, capsys, monkeypatch):
+def test_quick_train_rate_from_the_command_line(small_mosi_root, tiny_bert, tmp_path, capsys, monkeypatch):
     for key in ("DAR_MMSA_DATA_ROOT", "DAR_MMSA_PRETRAINED"):
         monkeypatch.delenv(key, raising=False)
     small = [f"{k}={v}" for k, v in SMALL.items() if k not in ("max_epochs", "batch_size")]
     code = run_benchmark.main(["--quick", "--experiment", "train-rate", "--seeds", "1111", "--rates", "0.0", "0.9",
                                "--set", *small, "--out", str(tmp_path), "--no-progress", "--device", "cpu",
-                               "--with-reported"])
+                               "--with-reported", "--data-root", small_mosi_root, "--pretrained", tiny_bert])
     assert code == 0, capsys.readouterr().err[-2000:]
     root = tmp_path / "synthetic-quick"
     table = pd.read_csv(root / "table3_train_rate.csv")
