@@ -27,6 +27,7 @@ def parse_args(argv=None):
     parser.add_argument("--data-root", help="root with MOSI/Processed/unaligned_50.pkl (default: synthetic)")
     parser.add_argument("--scale", type=float, default=0.2)
     parser.add_argument("--seed", type=int, default=1111)
+    parser.add_argument("--fit-steps", type=int, default=3000, help="most steps of the fitted reference")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides (JSON values)")
     return parser.parse_args(argv)
 
@@ -90,7 +91,7 @@ def main(argv=None) -> None:
                 start = time.time()
                 features = probe(m, trainer, loaders["train"], options.probe)
                 ours = unwrap(m).club_value(features)
-                fitted = converged_club(features, hidden)
+                fitted = converged_club(features, hidden, max_steps=options.fit_steps)
                 print(f"{trainer.epoch:5d} {trainer.main_steps:6d} {ours:9.3f} {fitted:9.3f} "
                       f"{ours / fitted if fitted else float('nan'):6.2f} {time.time() - start:6.0f}", flush=True)
         return result

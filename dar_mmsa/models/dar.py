@@ -35,7 +35,7 @@ _SHARED = {
     # q_theta of CLUB: Adam lr, steps per main step, main steps before L_diff enters the loss
     "club_learning_rate": 1e-3,
     "club_steps": 5,
-    "club_warmup_steps": 100,
+    "club_warmup_steps": 30,
     "dim": 128,
     "aligned_len": 50,
     "conv_kernel": 3,
@@ -215,7 +215,16 @@ class DAR(nn.Module):
       L_re and L_recon: mean squared error per term, summed over modalities (and, for L_recon, over
       com, spec and the aligned input); targets of L_recon not detached (``detach_recon_targets``).
       Loss(y, .) = L1. The ablation switches ``use_sim_loss``, ``use_diff_loss``,
-      ``use_recon_loss``, ``use_boot_loss`` drop their weighted term (Table 2).
+      ``use_recon_loss``, ``use_boot_loss`` drop their weighted term (Table 2);
+    * L_sim^spec under this (literal) reading of Eq. 4 is ~0.01 from the first step: within a
+      modality the pooled independent features are already nearly parallel and across modalities
+      nearly orthogonal, so the term carries no signal (docs/models.md);
+    * training recipe (read by :class:`dar_mmsa.training.dar.DARTrainer`): q_theta trained by Adam
+      at ``club_learning_rate`` = 1e-3, ``club_steps`` = 5 steps per main step, L_diff out of the
+      training loss for the first ``club_warmup_steps`` = 30 main steps, so that CLUB stays close to
+      a converged q_theta (an upper bound) while the encoders move; BERT in its own parameter group
+      at ``bert_learning_rate`` = 5e-5, no weight decay on biases/norms (``decay_norms`` false),
+      warm-up + cosine per epoch (``lr_schedule``). :data:`OLD_RECIPE` is the previous recipe.
     """
 
     def __init__(self, args):
