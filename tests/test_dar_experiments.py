@@ -71,12 +71,12 @@ def test_rerun_trains_nothing_and_full_reuses_a_table1_training(ablation):
     assert (result.root / "table1.csv").is_file()
 
 
-def test_experiments_refuse_models_without_their_switches(synthetic_root, tiny_bert, tmp_path):
+def test_experiments_refuse_models_without_their_switches(small_mosi_root, tiny_bert, tmp_path):
     with pytest.raises(ConfigError, match="use_sim_loss.*--models dar"):
-        run(experiment="ablation", models=["misa"], seeds=[1111], rates=[0.0], data_root=synthetic_root,
+        run(experiment="ablation", models=["misa"], seeds=[1111], rates=[0.0], data_root=small_mosi_root,
             pretrained=tiny_bert, out=tmp_path, device="cpu", progress=False)
     with pytest.raises(ConfigError, match="unknown experiment 'nope'"):
-        run(experiment="nope", seeds=[1111], data_root=synthetic_root, pretrained=tiny_bert, out=tmp_path)
+        run(experiment="nope", seeds=[1111], data_root=small_mosi_root, pretrained=tiny_bert, out=tmp_path)
 
 
 def test_quick_train_rate_from_the_command_line(small_mosi_root, tiny_bert, tmp_path, capsys, monkeypatch):

@@ -111,7 +111,8 @@ def run(models: Optional[Sequence[str]] = None, datasets: Sequence[str] = ("mosi
             result = write_experiment_reports(settings, planned, with_reported=with_reported)
     result.trained, result.evaluated, result.failures = trained, evaluated, failures
     result.summary = summary_text(result, settings.seeds) if chosen.is_table1 else experiment_summary_text(result)
-    write_atomic(result.root / "summary.txt", (result.summary + "\n").encode())
+    summary_file = "summary.txt" if chosen.is_table1 else f"{chosen.stem}_summary.txt"
+    write_atomic(result.root / summary_file, (result.summary + "\n").encode())
     return result
 
 

@@ -33,7 +33,7 @@ _SHARED = {
     "decay_norms": False,
     "lr_schedule": "warmup_cosine",
     # q_theta of CLUB: Adam lr, steps per main step, main steps before L_diff enters the loss
-    "club_learning_rate": 1e-3,
+    "club_learning_rate": 3e-3,
     "club_steps": 5,
     "club_warmup_steps": 30,
     "dim": 128,
@@ -220,7 +220,7 @@ class DAR(nn.Module):
       modality the pooled independent features are already nearly parallel and across modalities
       nearly orthogonal, so the term carries no signal (docs/models.md);
     * training recipe (read by :class:`dar_mmsa.training.dar.DARTrainer`): q_theta trained by Adam
-      at ``club_learning_rate`` = 1e-3, ``club_steps`` = 5 steps per main step, L_diff out of the
+      at ``club_learning_rate`` = 3e-3, ``club_steps`` = 5 steps per main step, L_diff out of the
       training loss for the first ``club_warmup_steps`` = 30 main steps, so that CLUB stays close to
       a converged q_theta (an upper bound) while the encoders move; BERT in its own parameter group
       at ``bert_learning_rate`` = 5e-5, no weight decay on biases/norms (``decay_norms`` false),
