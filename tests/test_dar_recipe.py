@@ -53,7 +53,7 @@ def test_old_recipe_keeps_one_lr_and_decays_every_parameter(tiny_bert, model):
     assert DARTrainer(dar_args(tiny_bert, **OLD_RECIPE)).build_schedulers([main, variational]) == []
 
 
-@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\(\)`")
+@pytest.mark.filterwarnings(r"ignore:Detected call of `lr_scheduler.step\(\)`")
 def test_main_groups_follow_the_warmup_cosine_schedule_and_q_theta_stays_constant(tiny_bert, model):
     trainer = DARTrainer(dar_args(tiny_bert, max_epochs=20))
     optimizers = trainer.build_optimizers(model)
