@@ -87,6 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
     analysis.add_argument("--bands", action="store_true", default=None, help="+-1 std bands over seeds in the figures")
     analysis.add_argument("--report-only", action="store_true",
                           help="rebuild every report of OUT/NAME from its store: nothing is trained or evaluated")
+    experiment = parser.add_argument_group("experiment")
+    experiment.add_argument("--experiment", default="table1", choices=("table1", "ablation", "train-rate", "recipe"),
+                            help="table1: the models under test missing rates (default); ablation: DAR's loss "
+                                 "ablations (paper Table 2); train-rate: DAR trained at k = 0.0 ... 0.8 (Table 3); "
+                                 "recipe: DAR's old training recipe against the new; experiments default to "
+                                 "--models dar and write <experiment table>.csv/.tex")
     modes = parser.add_argument_group("modes")
     modes.add_argument("--quick", action="store_true", help="tiny synthetic data, tiny BERT, 2 epochs (minutes on CPU)")
     modes.add_argument("--eval-only", action="store_true", help="evaluate saved checkpoints only (e.g. new rates)")
@@ -166,7 +172,8 @@ def main(argv=None) -> int:
                          overrides=dict(args.overrides), with_reported=args.with_reported,
                          progress=not args.no_progress, masks=args.masks,
                          backend=args.backend, jobs=args.jobs, cpus_per_run=args.cpus_per_run,
-                         gpus_per_run=args.gpus_per_run, ray_address=args.ray_address, max_retries=args.max_retries)
+                         gpus_per_run=args.gpus_per_run, ray_address=args.ray_address, max_retries=args.max_retries,
+                         experiment=args.experiment)
     except DarMmsaError as exc:
         print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2

@@ -59,7 +59,7 @@ def main(argv=None) -> None:
     import dar_mmsa  # noqa: F401  -- registers every model
 
     parser = argparse.ArgumentParser(description="Write dar_mmsa's MMSA-format config file.")
-    parser.add_argument("--write", type=Path, default=REPO_CONFIG, help=f"output path (default {REPO_CONFIG})")
+    parser.add_argument("--write", type=Path, nargs="?", const=REPO_CONFIG, default=REPO_CONFIG, help=f"output path (default {REPO_CONFIG})")
     print(f"wrote {write_config(parser.parse_args(argv).write)}")
 
 

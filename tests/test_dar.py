@@ -196,7 +196,7 @@ def test_the_main_step_sends_no_gradient_to_q_theta(tiny_bert, mosi_model):
     trainer = DARTrainer(dar_args(tiny_bert))
     trainer.epoch = 1
     mosi_model.zero_grad(set_to_none=True)
-    _, loss = trainer.objective(mosi_model.train(), trainer.corrupt(make_batch(), 0.3, 5))
+    _, loss, _ = trainer.objective(mosi_model.train(), trainer.corrupt(make_batch(), 0.3, 5))
     loss.backward()
     assert all(p.grad is None for p in mosi_model.variational_parameters())
     assert all(p.requires_grad for p in mosi_model.variational_parameters())
@@ -212,8 +212,8 @@ def test_each_ablation_switch_removes_exactly_its_term_from_the_trainer_loss(tin
     model = mosi_model.eval()  # no dropout: both objectives see the same forward
     batch = DARTrainer(dar_args(tiny_bert)).corrupt(make_batch(), 0.3, 5)
     with torch.no_grad():
-        out, full = DARTrainer(dar_args(tiny_bert)).objective(model, batch)
-        _, ablated = DARTrainer(dar_args(tiny_bert, **{switch: False})).objective(model, batch)
+        out, full, _ = DARTrainer(dar_args(tiny_bert)).objective(model, batch)
+        _, ablated, _ = DARTrainer(dar_args(tiny_bert, **{switch: False})).objective(model, batch)
         value = model.loss_terms(out, batch["labels"])[term]
     assert (full - ablated).item() == pytest.approx(weight * value.item(), rel=1e-4, abs=1e-6)
 

@@ -21,11 +21,13 @@ from typing import Mapping, Optional, Sequence
 from ..errors import ConfigError
 from ..registry import DATASETS, ENV_DATA_ROOT, check_dataset
 from .executors import BackendOptions, make_executor
+from .experiments import get_experiment
 from .grid import DEFAULT_DROP_RATES, DEFAULT_RATES, DEFAULT_SEEDS, conditions_for, parse_rates_per_modality
 from .plan import (DEFAULT_MODELS, QUICK_MODELS, QUICK_OVERRIDES, QUICK_SEEDS, Settings, check_data, check_models,
                    check_seeds, check_store, default_name, is_synthetic, plan, prepare_inputs, write_synthetic_data)
 from .analysis import check_analysis
-from .reports import BenchmarkResult, rebuild_reports, summary_text, write_reports
+from .reports import (BenchmarkResult, experiment_summary_text, rebuild_reports, summary_text,
+                      write_experiment_reports, write_reports)
 from .store import ResultStore, write_atomic
 
 
@@ -35,9 +37,10 @@ def run(models: Optional[Sequence[str]] = None, datasets: Sequence[str] = ("mosi
         rates_per_modality: Optional[Sequence] = None, data_root=None, pretrained=None, device: str = "auto",
         out="results", name: Optional[str] = None, quick: bool = False, eval_only: bool = False, config_file=None,
         overrides: Optional[Mapping] = None, with_reported: bool = False, progress: bool = True,
-        say=None, masks: str = "ours", analysis: Optional[Mapping] = None, backend: str = "serial",
-        jobs: Optional[int] = None, cpus_per_run: Optional[float] = None, gpus_per_run: Optional[float] = None,
-        ray_address: Optional[str] = None, max_retries: Optional[int] = None) -> BenchmarkResult:
+        say=None, masks: str = "ours", analysis: Optional[Mapping] = None, experiment: str = "table1",
+        backend: str = "serial", jobs: Optional[int] = None, cpus_per_run: Optional[float] = None,
+        gpus_per_run: Optional[float] = None, ray_address: Optional[str] = None,
+        max_retries: Optional[int] = None) -> BenchmarkResult:
     """Run (or resume) the robustness benchmark and write its reports; see the module docstring.
 
     Args:
@@ -67,10 +70,15 @@ def run(models: Optional[Sequence[str]] = None, datasets: Sequence[str] = ("mosi
         analysis: options of the significance / robustness reports and figures
             (``benchmark.analysis.AnalysisOptions`` fields: ``compare``, ``bands``, ``n_boot``,
             ``boot_seed``, ``fraction``, ``baseline``).
+        experiment: ``table1`` (default), or one of the DAR paper's experiments run as training
+            variants (``ablation`` = Table 2, ``train-rate`` = Table 3, ``recipe``; see
+            :mod:`dar_mmsa.benchmark.experiments`); their models default to ``dar``.
 
     Raises ``DarMmsaError`` (one line) for any bad input, before anything is trained.
     """
     say = say or (lambda message: print(message, file=sys.stderr))
+    chosen = get_experiment(experiment)
+    models = models or chosen.default_models
     if quick:
         models = models or QUICK_MODELS
         seeds = seeds or QUICK_SEEDS
@@ -104,7 +112,7 @@ def run(models: Optional[Sequence[str]] = None, datasets: Sequence[str] = ("mosi
     store = ResultStore(Path(out) / (name or default_name(quick, synthetic)))
     backend_options = BackendOptions(backend, jobs, cpus_per_run, gpus_per_run, ray_address, max_retries).checked()
     settings = Settings(models, datasets, check_seeds(seeds or DEFAULT_SEEDS), tuple(conditions),
-                         backend_options.resolve_device(device), config_file, overrides, store)
+                         backend_options.resolve_device(device), config_file, overrides, store, experiment=chosen)
     settings.store.check_writable()
     with settings.store.lock(), make_executor(backend_options) as executor:
         synthetic_scale = prepare_inputs(settings, data_root=data_root, pretrained=pretrained, quick=quick)
@@ -118,10 +126,15 @@ def run(models: Optional[Sequence[str]] = None, datasets: Sequence[str] = ("mosi
         check_store(settings, planned, eval_only)
         executor.start(settings)
         execution = executor.run(planned, settings, progress=progress, say=say)
-        result = write_reports(settings, planned, with_reported=with_reported, say=say, analysis=analysis_options)
+        if chosen.is_table1:
+            result = write_reports(settings, planned, with_reported=with_reported, say=say, analysis=analysis_options)
+        else:
+            result = write_experiment_reports(settings, planned, with_reported=with_reported)
     result.trained, result.evaluated, result.failures = execution.trained, execution.evaluated, execution.failures
-    result.summary = summary_text(result, settings.seeds) + "\n" + execution.describe()
-    write_atomic(result.root / "summary.txt", (result.summary + "\n").encode())
+    text = summary_text(result, settings.seeds) if chosen.is_table1 else experiment_summary_text(result)
+    result.summary = text + "\n" + execution.describe()
+    summary_file = "summary.txt" if chosen.is_table1 else f"{chosen.stem}_summary.txt"
+    write_atomic(result.root / summary_file, (result.summary + "\n").encode())
     return result
 
 

@@ -40,6 +40,7 @@ class Settings:
     data_root: Optional[Path] = None
     pretrained: Optional[str] = None
     synthetic: bool = False
+    experiment: object = None  # experiments.Experiment; None: Table 1
 
 
 def check_seeds(seeds: Iterable) -> Tuple[int, ...]:
@@ -114,10 +115,10 @@ def is_synthetic(root) -> bool:
     return is_synthetic_root(root)
 
 
-def build_args(settings: Settings, model: str, dataset: str, seed: int, save_path=None):
+def build_args(settings: Settings, model: str, dataset: str, seed: int, save_path=None, overrides=None):
     return runner.build_args(model, dataset, config_file=settings.config_file, data_root=settings.data_root,
                              pretrained=settings.pretrained, device=settings.device, seed=seed,
-                             save_path=save_path, overrides=settings.overrides)
+                             save_path=save_path, overrides=settings.overrides if overrides is None else overrides)
 
 
 def data_description(args, dataset: str, checked: Dict[str, dict]) -> dict:
@@ -139,20 +140,29 @@ class WorkUnit:
     run: TrainingRun
     args: dict
     data: dict = field(default_factory=dict)
+    variant: str = ""  # the experiment variant's key ("" for Table 1)
 
 
 def plan(settings: Settings) -> List[WorkUnit]:
     """Every run's arguments (config entry, BERT and device checked) before any data is touched."""
+    from .experiments import check_applicable, variant_overrides, variants_of
+
     planned = []
     for dataset in settings.datasets:
         for model in settings.models:
-            for seed in settings.seeds:
-                args = build_args(settings, model, dataset, seed)
-                if not args.get("use_bert"):
-                    raise ConfigError(f"model '{model}' reads GloVe text features: the protocol corrupts BERT "
-                                      f"token ids ([UNK]), so use a BERT model (e.g. misa, self_mm, mmim, tfr_net)")
-                planned.append(WorkUnit(TrainingRun(model, dataset, seed, training_config_hash(args),
-                                                       settings.conditions), args))
+            if settings.experiment is not None and not settings.experiment.is_table1:
+                check_applicable(settings.experiment, model, build_args(settings, model, dataset, settings.seeds[0]))
+            for variant in variants_of(settings.experiment):
+                for seed in settings.seeds:
+                    args = build_args(settings, model, dataset, seed,
+                                      overrides=variant_overrides(settings.overrides, variant))
+                    if not args.get("use_bert"):
+                        raise ConfigError(f"model '{model}' reads GloVe text features: the protocol corrupts BERT "
+                                          f"token ids ([UNK]), so use a BERT model (e.g. misa, self_mm, mmim, "
+                                          f"tfr_net)")
+                    planned.append(WorkUnit(TrainingRun(model, dataset, seed, training_config_hash(args),
+                                                        settings.conditions), args,
+                                            variant=variant.key if variant is not None else ""))
     return planned
 
 

@@ -42,6 +42,7 @@ class BenchmarkResult:
     trained: int = 0
     evaluated: int = 0
     summary: str = ""
+    experiment: object = None  # experiments.Experiment of a variant experiment; None: Table 1
 
 
 def _to_csv(frame: pd.DataFrame, path: Path) -> Path:
@@ -226,6 +227,33 @@ def summary_text(result: BenchmarkResult, seeds: Sequence[int]) -> str:
         lines.append("no finished evaluations to report")
     if len(result.evaluations):
         lines += aggregate.nan_lines(result.evaluations)
+    lines += ["", f"{result.trained} training run(s) and {result.evaluated} evaluation(s) done now; "
+                  f"outputs in {result.root}/"]
+    return "\n".join(lines)
+
+
+def write_experiment_reports(settings: Settings, planned: Sequence[WorkUnit], *, with_reported: bool) -> BenchmarkResult:
+    """The tables of a variant experiment (``dar_mmsa.report.experiment_tables``); ``table1`` holds
+    its rows (one per dataset x variant), ``experiment`` its name."""
+    from ..report import experiment_tables
+
+    frame = aggregate.records_frame(collect_records(settings.store, [(p.run.run_id, [c.key for c in p.run.conditions]) for p in planned]))
+    synthetic = settings.synthetic or bool((frame["data"] == "synthetic").any())
+    intra = [c for c in settings.conditions if c.protocol == "intra"]
+    table, per_cond, files = experiment_tables.write_experiment_tables(
+        settings.store.root, settings.experiment, frame[frame["protocol"] == "intra"],
+        {p.run.run_id: p.variant for p in planned}, settings.models, [c.key for c in intra], synthetic=synthetic,
+        conditions=_conditions_label(intra) if intra else "conditions", seeds=settings.seeds,
+        with_reported=with_reported)
+    return BenchmarkResult(settings.store.root, synthetic, frame, per_cond, table, None, files=files,
+                           experiment=settings.experiment)
+
+
+def experiment_summary_text(result: BenchmarkResult) -> str:
+    from ..report.experiment_tables import experiment_summary
+
+    lines = experiment_summary(result.experiment, result.table1, result.per_condition, synthetic=result.synthetic,
+                               seeds=sorted(set(result.evaluations["seed"])) or ["-"])
     lines += ["", f"{result.trained} training run(s) and {result.evaluated} evaluation(s) done now; "
                   f"outputs in {result.root}/"]
     return "\n".join(lines)
