@@ -57,6 +57,16 @@ def build_parser() -> argparse.ArgumentParser:
                          "synthetic on synthetic data, else default)")
     outputs.add_argument("--with-reported", action="store_true", help="add the DAR paper's reported rows to table1.tex")
     outputs.add_argument("--no-progress", action="store_true", help="no progress bar")
+    speed = parser.add_argument_group("speed")
+    speed.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"),
+                       help="autocast precision of dar_mmsa's models (fp16: CUDA only, with loss scaling; "
+                            "MMSA's models always train in fp32; default: fp32)")
+    speed.add_argument("--eval-batch-size", type=int, metavar="N",
+                       help="batch size of the test evaluations (default: the training batch size; "
+                            "results do not depend on it)")
+    speed.add_argument("--loader-workers", type=int, metavar="N",
+                       help="DataLoader worker processes (default: 2 on cuda, 0 on cpu); on cuda batches "
+                            "also come from pinned memory")
     modes = parser.add_argument_group("modes")
     modes.add_argument("--quick", action="store_true", help="tiny synthetic data, tiny BERT, 2 epochs (minutes on CPU)")
     modes.add_argument("--eval-only", action="store_true", help="evaluate saved checkpoints only (e.g. new rates)")
@@ -91,7 +101,9 @@ def main(argv=None) -> int:
                      protocol=args.protocol, drop_rates=args.drop_rates, rates_per_modality=args.rates_per_modality,
                      data_root=args.data_root, pretrained=args.pretrained, device=args.device, out=args.out,
                      name=args.name, quick=args.quick, eval_only=args.eval_only, config_file=args.config,
-                     overrides=dict(args.overrides), with_reported=args.with_reported, progress=not args.no_progress)
+                     overrides=dict(args.overrides), with_reported=args.with_reported, progress=not args.no_progress,
+                     precision=args.precision, eval_batch_size=args.eval_batch_size,
+                     loader_workers=args.loader_workers)
     except DarMmsaError as exc:
         print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2

@@ -23,7 +23,7 @@ from ..errors import ConfigError
 from ..registry import DATASETS, ENV_DATA_ROOT, check_dataset
 from .execute import execute_serial
 from .grid import DEFAULT_DROP_RATES, DEFAULT_RATES, DEFAULT_SEEDS, conditions_for, parse_rates_per_modality
-from .plan import (DEFAULT_MODELS, QUICK_MODELS, QUICK_OVERRIDES, QUICK_SEEDS, Settings, check_data, check_models,
+from .plan import (DEFAULT_MODELS, check_speed, QUICK_MODELS, QUICK_OVERRIDES, QUICK_SEEDS, Settings, check_data, check_models,
                    check_seeds, check_store, default_name, is_synthetic, plan, prepare_inputs, write_synthetic_data)
 from .reports import BenchmarkResult, summary_text, write_reports
 from .store import ResultStore, write_atomic
@@ -35,7 +35,8 @@ def run(models: Optional[Sequence[str]] = None, datasets: Sequence[str] = ("mosi
         rates_per_modality: Optional[Sequence] = None, data_root=None, pretrained=None, device: str = "auto",
         out="results", name: Optional[str] = None, quick: bool = False, eval_only: bool = False, config_file=None,
         overrides: Optional[Mapping] = None, with_reported: bool = False, progress: bool = True,
-        say=None) -> BenchmarkResult:
+        say=None, precision: str = "fp32", eval_batch_size: Optional[int] = None,
+        loader_workers: Optional[int] = None) -> BenchmarkResult:
     """Run (or resume) the robustness benchmark and write its reports; see the module docstring.
 
     Args:
@@ -56,6 +57,10 @@ def run(models: Optional[Sequence[str]] = None, datasets: Sequence[str] = ("mosi
         overrides: config keys to override for every run (part of the training config hash).
         with_reported: add the paper's reported rows to ``table1.tex``.
         say: where one-line messages go (default: stderr).
+        precision: ``fp32``, ``bf16`` or ``fp16`` (CUDA) autocast for dar_mmsa's models (MMSA's
+            train in fp32); part of the training config hash unless fp32.
+        eval_batch_size: batch size of the test evaluations (default: the training batch size).
+        loader_workers: DataLoader workers (default 2 on cuda, 0 on cpu; pinned memory on cuda).
 
     Raises ``DarMmsaError`` (one line) for any bad input, before anything is trained.
     """
@@ -89,6 +94,8 @@ def run(models: Optional[Sequence[str]] = None, datasets: Sequence[str] = ("mosi
     store = ResultStore(Path(out) / (name or default_name(quick, synthetic)))
     settings = Settings(models, datasets, check_seeds(seeds or DEFAULT_SEEDS), tuple(conditions),
                          runner.resolve_device(device), config_file, overrides, store)
+    settings.precision, settings.eval_batch_size, settings.loader_workers = check_speed(
+        precision, eval_batch_size, loader_workers, settings.device, models, say)
     settings.store.check_writable()
     with settings.store.lock():
         synthetic_scale = prepare_inputs(settings, data_root=data_root, pretrained=pretrained, quick=quick)

@@ -83,14 +83,15 @@ class DARTrainer(Trainer):
         batch = self.corrupt(batch, self.train_rate, epoch_seed(self.run_seed, self.epoch))
         out, loss = self.objective(model, batch)
         main.zero_grad()
-        loss.backward()
+        self.backward(loss)
         if self.grad_clip > 0:
+            self.unscale(main)
             nn.utils.clip_grad_norm_(unwrap(model).main_parameters(), self.grad_clip)
-        main.step()
+        self.step(main)
         if self.use_diff:
             variational.zero_grad()
-            unwrap(model).variational_loss(out).backward()
-            variational.step()
+            self.backward(unwrap(model).variational_loss(out))
+            self.step(variational)
         return out["M"].detach().view(-1, 1), loss.item()
 
     def eval_step(self, model: nn.Module, batch: Dict, mode: str) -> Tuple[torch.Tensor, float]:
