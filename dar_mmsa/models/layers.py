@@ -218,9 +218,17 @@ class MulTAttention(nn.Module):
         q, k, v = heads(q, wq, bq), heads(k, wk, bk), heads(v, wv, bv)
         if mask is not None and torch.is_floating_point(mask):
             mask = mask.to(q.dtype)  # under autocast the projections are bf16/fp16
-        out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask,
-            dropout_p=self.attn_dropout if self.training else 0.0, scale=self.scale)
+        dropout = self.attn_dropout if self.training else 0.0
+        if dropout > 0 and q.device.type == "cpu":
+            # torch's CPU SDPA with dropout falls back to a math path slower than F.dropout
+            # (bench/attention.py); GPUs drop inside the fused kernels
+            logits = (q @ k.transpose(-1, -2)) * self.scale
+            if mask is not None:
+                logits = logits + mask
+            weights = torch.softmax(logits.float(), dim=-1).type_as(logits)
+            out = F.dropout(weights, p=dropout, training=True) @ v
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout, scale=self.scale)
         return self.out_proj(out.permute(2, 0, 1, 3).reshape(tq, b, d))
 
 
