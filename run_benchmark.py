@@ -93,6 +93,16 @@ def build_parser() -> argparse.ArgumentParser:
                                  "ablations (paper Table 2); train-rate: DAR trained at k = 0.0 ... 0.8 (Table 3); "
                                  "recipe: DAR's old training recipe against the new; experiments default to "
                                  "--models dar and write <experiment table>.csv/.tex")
+    speed = parser.add_argument_group("speed")
+    speed.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"),
+                       help="autocast precision of dar_mmsa's models (fp16: CUDA only, with loss scaling; "
+                            "MMSA's models always train in fp32; default: fp32)")
+    speed.add_argument("--eval-batch-size", type=int, metavar="N",
+                       help="batch size of the test evaluations (default: the training batch size; "
+                            "results do not depend on it)")
+    speed.add_argument("--loader-workers", type=int, metavar="N",
+                       help="DataLoader worker processes (default: 2 on cuda, 0 on cpu); on cuda batches "
+                            "also come from pinned memory")
     modes = parser.add_argument_group("modes")
     modes.add_argument("--quick", action="store_true", help="tiny synthetic data, tiny BERT, 2 epochs (minutes on CPU)")
     modes.add_argument("--eval-only", action="store_true", help="evaluate saved checkpoints only (e.g. new rates)")
@@ -173,7 +183,8 @@ def main(argv=None) -> int:
                          progress=not args.no_progress, masks=args.masks,
                          backend=args.backend, jobs=args.jobs, cpus_per_run=args.cpus_per_run,
                          gpus_per_run=args.gpus_per_run, ray_address=args.ray_address, max_retries=args.max_retries,
-                         experiment=args.experiment)
+                         experiment=args.experiment, precision=args.precision,
+                         eval_batch_size=args.eval_batch_size, loader_workers=args.loader_workers)
     except DarMmsaError as exc:
         print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2

@@ -78,11 +78,17 @@ def build_args(model: str, dataset: str, *, config_file=None, data_root=None, pr
     return args
 
 
-def load_data(args, num_workers: int = 0):
-    """MMSA's loaders (train/valid/test), after our validation of the feature pickle."""
+def load_data(args, num_workers: int = 0, pin_memory: bool = False):
+    """MMSA's loaders (train/valid/test), after our validation of the feature pickle; ``pin_memory``
+    (GPU runs) rebuilds them with pinned batches, same datasets, batch size, workers and shuffling."""
     import MMSA.run as run
+    from torch.utils.data import DataLoader
 
-    return run.MMDataLoader(args, num_workers)
+    loaders = run.MMDataLoader(args, num_workers)
+    if pin_memory:
+        loaders = {split: DataLoader(loader.dataset, batch_size=loader.batch_size, num_workers=num_workers,
+                                     shuffle=True, pin_memory=True) for split, loader in loaders.items()}
+    return loaders
 
 
 def build_model(args):

@@ -23,7 +23,7 @@ from ..registry import DATASETS, ENV_DATA_ROOT, check_dataset
 from .executors import BackendOptions, make_executor
 from .experiments import get_experiment
 from .grid import DEFAULT_DROP_RATES, DEFAULT_RATES, DEFAULT_SEEDS, conditions_for, parse_rates_per_modality
-from .plan import (DEFAULT_MODELS, QUICK_MODELS, QUICK_OVERRIDES, QUICK_SEEDS, Settings, check_data, check_models,
+from .plan import (DEFAULT_MODELS, check_speed, QUICK_MODELS, QUICK_OVERRIDES, QUICK_SEEDS, Settings, check_data, check_models,
                    check_seeds, check_store, default_name, is_synthetic, plan, prepare_inputs, write_synthetic_data)
 from .analysis import check_analysis
 from .reports import (BenchmarkResult, experiment_summary_text, rebuild_reports, summary_text,
@@ -40,7 +40,8 @@ def run(models: Optional[Sequence[str]] = None, datasets: Sequence[str] = ("mosi
         say=None, masks: str = "ours", analysis: Optional[Mapping] = None, experiment: str = "table1",
         backend: str = "serial", jobs: Optional[int] = None, cpus_per_run: Optional[float] = None,
         gpus_per_run: Optional[float] = None, ray_address: Optional[str] = None,
-        max_retries: Optional[int] = None) -> BenchmarkResult:
+        max_retries: Optional[int] = None, precision: str = "fp32", eval_batch_size: Optional[int] = None,
+        loader_workers: Optional[int] = None) -> BenchmarkResult:
     """Run (or resume) the robustness benchmark and write its reports; see the module docstring.
 
     Args:
@@ -73,6 +74,10 @@ def run(models: Optional[Sequence[str]] = None, datasets: Sequence[str] = ("mosi
         experiment: ``table1`` (default), or one of the DAR paper's experiments run as training
             variants (``ablation`` = Table 2, ``train-rate`` = Table 3, ``recipe``; see
             :mod:`dar_mmsa.benchmark.experiments`); their models default to ``dar``.
+        precision: ``fp32``, ``bf16`` or ``fp16`` (CUDA) autocast for dar_mmsa's models (MMSA's
+            train in fp32); part of the training config hash unless fp32.
+        eval_batch_size: batch size of the test evaluations (default: the training batch size).
+        loader_workers: DataLoader workers (default 2 on cuda, 0 on cpu; pinned memory on cuda).
 
     Raises ``DarMmsaError`` (one line) for any bad input, before anything is trained.
     """
@@ -113,6 +118,8 @@ def run(models: Optional[Sequence[str]] = None, datasets: Sequence[str] = ("mosi
     backend_options = BackendOptions(backend, jobs, cpus_per_run, gpus_per_run, ray_address, max_retries).checked()
     settings = Settings(models, datasets, check_seeds(seeds or DEFAULT_SEEDS), tuple(conditions),
                          backend_options.resolve_device(device), config_file, overrides, store, experiment=chosen)
+    settings.precision, settings.eval_batch_size, settings.loader_workers = check_speed(
+        precision, eval_batch_size, loader_workers, settings.device, models, say)
     settings.store.check_writable()
     with settings.store.lock(), make_executor(backend_options) as executor:
         synthetic_scale = prepare_inputs(settings, data_root=data_root, pretrained=pretrained, quick=quick)

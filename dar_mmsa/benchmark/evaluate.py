@@ -188,7 +188,8 @@ def evaluate(model, trainer, dataset, condition: Condition, seed: int, *, batch_
     whenever the model outputs them.
     """
     damaged = damaged_dataset(dataset, condition, seed, data_missing=data_missing)
-    loader = DataLoader(damaged, batch_size=batch_size, shuffle=False, num_workers=0)
+    loader = DataLoader(damaged, batch_size=batch_size, shuffle=False, num_workers=0,
+                        pin_memory=torch.device(device).type == "cuda")
     if hasattr(trainer, "args") and "test_missing_rate" in trainer.args:
         trainer.args["test_missing_rate"] = 0.0
     model.eval()

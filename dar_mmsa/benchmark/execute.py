@@ -103,14 +103,15 @@ class LoaderCache:
 
     CARRIED = ("seq_lens", "feature_dims", "train_samples")
 
-    def __init__(self):
+    def __init__(self, num_workers: int = 0, pin_memory: bool = False):
         self.key, self.loaders, self.args = None, None, None
+        self.num_workers, self.pin_memory = num_workers, pin_memory
 
     def get(self, args):
         key = (args["model_name"], args["dataset_name"], str(args["featurePath"]), args.get("batch_size"))
         if key != self.key:
             self.key, self.loaders, self.args = None, None, None  # free the previous data first
-            self.loaders, self.args, self.key = runner.load_data(args), args, key
+            self.loaders, self.args, self.key = runner.load_data(args, self.num_workers, self.pin_memory), args, key
         else:
             for name in self.CARRIED:
                 if name in self.args:
@@ -161,7 +162,7 @@ def execute_unit(p: WorkUnit, settings: Settings, loaders_cache: LoaderCache, ve
     model.eval()
     trainer = runner.build_trainer(args)
     test_set = loaders["test"].dataset
-    batch_size = int(args.get("batch_size") or 32)
+    batch_size = settings.eval_batch_size or int(args.get("batch_size") or 32)
     data_missing = bool(args.get("data_missing"))
     with_importance = (run.model in our_models() and not data_missing and
                        supports_importance(model, torch.utils.data.DataLoader(test_set, batch_size=2), settings.device))

@@ -41,6 +41,9 @@ class Settings:
     pretrained: Optional[str] = None
     synthetic: bool = False
     experiment: object = None  # experiments.Experiment; None: Table 1
+    precision: str = "fp32"  # our models' autocast precision (training/precision.py)
+    eval_batch_size: Optional[int] = None  # None: the training batch size
+    loader_workers: int = 0
 
 
 def check_seeds(seeds: Iterable) -> Tuple[int, ...]:
@@ -115,10 +118,33 @@ def is_synthetic(root) -> bool:
     return is_synthetic_root(root)
 
 
+def check_speed(precision, eval_batch_size, loader_workers, device: torch.device, models, say):
+    """(precision, eval batch size, loader workers), checked; one ConfigError line when unusable."""
+    from ..registry import our_models
+    from ..training.precision import check_precision
+
+    precision = check_precision(precision, device)
+    if eval_batch_size is not None and (not isinstance(eval_batch_size, int) or eval_batch_size < 1):
+        raise ConfigError(f"eval batch size must be a positive integer, got {eval_batch_size}: e.g. --eval-batch-size 256")
+    if loader_workers is None:
+        loader_workers = 2 if device.type == "cuda" else 0
+    if not isinstance(loader_workers, int) or loader_workers < 0:
+        raise ConfigError(f"loader workers must be an integer >= 0, got {loader_workers}: e.g. --loader-workers 2")
+    theirs = [m for m in models if m not in our_models()]
+    if precision != "fp32" and theirs:
+        say(f"note: --precision {precision} applies to dar_mmsa's models; MMSA's ({', '.join(theirs)}) train in fp32")
+    return precision, eval_batch_size, loader_workers
+
+
 def build_args(settings: Settings, model: str, dataset: str, seed: int, save_path=None, overrides=None):
-    return runner.build_args(model, dataset, config_file=settings.config_file, data_root=settings.data_root,
+    from ..registry import our_models
+
+    args = runner.build_args(model, dataset, config_file=settings.config_file, data_root=settings.data_root,
                              pretrained=settings.pretrained, device=settings.device, seed=seed,
                              save_path=save_path, overrides=settings.overrides if overrides is None else overrides)
+    if settings.precision != "fp32" and model in our_models():  # absent for fp32: stored runs keep their hash
+        args["precision"] = settings.precision
+    return args
 
 
 def data_description(args, dataset: str, checked: Dict[str, dict]) -> dict:

@@ -20,15 +20,19 @@ from torch import nn
 
 # ----------------------------------------------------------------------------- block B
 def multihead_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int) -> torch.Tensor:
-    """softmax(q k^T / sqrt(dh)) v per head on projected (B, T, h*dh) inputs; returns (B, Tq, h*dh)."""
+    """softmax(q k^T / sqrt(dh)) v per head on projected (B, T, h*dh) inputs; returns (B, Tq, h*dh).
+
+    Through ``F.scaled_dot_product_attention``: fused kernels (flash / memory-efficient on a GPU,
+    memory linear in T) instead of materialising the (B, h, Tq, Tk) weights.
+    """
     b, tq, inner = q.shape
     dh = inner // heads
 
     def split(x):
         return x.view(b, x.shape[1], heads, dh).transpose(1, 2)
 
-    weights = torch.softmax(split(q) @ split(k).transpose(-1, -2) * dh**-0.5, dim=-1)
-    return (weights @ split(v)).transpose(1, 2).reshape(b, tq, inner)
+    out = F.scaled_dot_product_attention(split(q), split(k), split(v))
+    return out.transpose(1, 2).reshape(b, tq, inner)
 
 
 class Attention(nn.Module):
@@ -202,21 +206,30 @@ class MulTAttention(nn.Module):
         nn.init.zeros_(self.out_proj.bias)
 
     def forward(self, q, k, v, mask: Optional[torch.Tensor] = None):
+        """(T, B, d) inputs; ``mask`` additive (Tq, Tk). softmax(q k^T * scale + mask) v with dropout on
+        the weights in training, through ``F.scaled_dot_product_attention`` (fused kernels)."""
         tq, b, d = q.shape
         wq, wk, wv = self.in_proj_weight.chunk(3)
         bq, bk, bv = self.in_proj_bias.chunk(3)
 
-        def heads(x, w, bias):
-            return F.linear(x, w, bias).reshape(x.shape[0], b * self.heads, self.head_dim).transpose(0, 1)
+        def heads(x, w, bias):  # (T, B, d) -> (B, heads, T, head_dim)
+            return F.linear(x, w, bias).view(x.shape[0], b, self.heads, self.head_dim).permute(1, 2, 0, 3)
 
-        q, k, v = heads(q, wq, bq) * self.scale, heads(k, wk, bk), heads(v, wv, bv)
-        logits = q @ k.transpose(1, 2)
-        if mask is not None:
-            logits = logits + mask
-        weights = torch.softmax(logits.float(), dim=-1).type_as(logits)
-        weights = F.dropout(weights, p=self.attn_dropout, training=self.training)
-        out = (weights @ v).transpose(0, 1).reshape(tq, b, d)
-        return self.out_proj(out)
+        q, k, v = heads(q, wq, bq), heads(k, wk, bk), heads(v, wv, bv)
+        if mask is not None and torch.is_floating_point(mask):
+            mask = mask.to(q.dtype)  # under autocast the projections are bf16/fp16
+        dropout = self.attn_dropout if self.training else 0.0
+        if dropout > 0 and q.device.type == "cpu":
+            # torch's CPU SDPA with dropout falls back to a math path slower than F.dropout
+            # (bench/attention.py); GPUs drop inside the fused kernels
+            logits = (q @ k.transpose(-1, -2)) * self.scale
+            if mask is not None:
+                logits = logits + mask
+            weights = torch.softmax(logits.float(), dim=-1).type_as(logits)
+            out = F.dropout(weights, p=dropout, training=True) @ v
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout, scale=self.scale)
+        return self.out_proj(out.permute(2, 0, 1, 3).reshape(tq, b, d))
 
 
 class MulTLayer(nn.Module):

@@ -14,6 +14,10 @@ Missing-data conventions:
 * ``do_test(mode="VAL")`` corrupts the validation set at ``valid_missing_rate`` with the run seed.
 * ``do_test(mode="TEST")`` corrupts at ``test_missing_rate`` (default 0). The benchmark harness
   corrupts test arrays itself and leaves this at 0, so every model sees the same inputs.
+
+Precision (``args["precision"]``, :mod:`.precision`): ``train_step`` and ``eval_step`` run under
+autocast; steps call ``self.backward(loss)``, ``self.unscale(optimizer)`` (before clipping) and
+``self.step(optimizer)`` so that fp16's loss scaling applies.
 """
 from __future__ import annotations
 
@@ -26,6 +30,7 @@ from torch import nn
 
 from ..data.corruption import corrupt_batch
 from ..registry import current_seed
+from .precision import Precision
 
 logger = logging.getLogger("MMSA")
 
@@ -76,6 +81,7 @@ class Trainer:
         self.metrics = MetricsTop("regression").getMetics(args["dataset_name"])
         self.max_epochs = int(args.get("max_epochs") or 100)  # our key: 0 / None = the default cap
         self.early_stop = setting(args, "early_stop", 10)
+        self.precision = Precision(args.get("precision") or "fp32", self.device)
         self.epoch = 0
         self.history = {"train": [], "valid": []}  # per-epoch results, loss terms included ("terms")
         self._terms = None  # {name: [weighted sum, weight]} of the split being run
@@ -112,9 +118,29 @@ class Trainer:
         optimizer.zero_grad()
         pred = self.predict(model, batch)
         loss = self.criterion(pred, batch["labels"])
-        loss.backward()
-        optimizer.step()
+        self.backward(loss)
+        self.step(optimizer)
         return pred.detach(), loss.item()
+
+    # ------------------------------------------------------------------ precision
+    def backward(self, loss: torch.Tensor) -> None:
+        """``loss.backward()``, outside autocast and scaled under fp16."""
+        self.precision.backward(loss)
+
+    def unscale(self, optimizer) -> None:
+        """Call before clipping gradients (fp16: they are scaled until then)."""
+        self.precision.unscale(optimizer)
+
+    def step(self, optimizer) -> None:
+        """``optimizer.step()`` (fp16: skipped when the gradients hold inf/NaN)."""
+        self.precision.step(optimizer)
+
+    def run_train_step(self, model: nn.Module, batch: Dict, optimizers) -> Tuple[torch.Tensor, float]:
+        """``train_step`` under this run's precision; predictions come back as float32."""
+        with self.precision.autocast():
+            pred, loss = self.train_step(model, batch, optimizers)
+        self.precision.update()
+        return pred.float(), loss
 
     def predict(self, model: nn.Module, batch: Dict) -> torch.Tensor:
         out = model(batch["text"], batch["audio"], batch["vision"])
@@ -138,8 +164,9 @@ class Trainer:
     # ------------------------------------------------------------------ batches
     def to_batch(self, batch_data: Dict) -> Dict:
         """MMSA batch -> tensors on the device; ``labels`` is (B, 1)."""
-        batch = {k: batch_data[k].to(self.device) for k in ("text", "audio", "vision")}
-        batch["labels"] = batch_data["labels"]["M"].to(self.device).view(-1, 1)
+        non_blocking = self.device.type == "cuda"  # pinned host memory (GPU runs) copies asynchronously
+        batch = {k: batch_data[k].to(self.device, non_blocking=non_blocking) for k in ("text", "audio", "vision")}
+        batch["labels"] = batch_data["labels"]["M"].to(self.device, non_blocking=non_blocking).view(-1, 1)
         batch["index"] = batch_data["index"]
         for key in ("audio_lengths", "vision_lengths"):
             batch[key] = batch_data.get(key)
@@ -172,7 +199,7 @@ class Trainer:
             preds, labels, losses = [], [], []
             for batch_data in dataloader["train"]:
                 batch = self.to_batch(batch_data)
-                pred, loss = self.train_step(model, batch, optimizers)
+                pred, loss = self.run_train_step(model, batch, optimizers)
                 preds.append(pred.cpu())
                 labels.append(batch["labels"].cpu())
                 losses.append(loss)
@@ -217,8 +244,9 @@ class Trainer:
             batch = self.to_batch(batch_data)
             if rate > 0:
                 batch = self.corrupt(batch, rate, self.run_seed)
-            pred, loss = self.eval_step(model, batch, mode)
-            preds.append(pred.cpu())
+            with self.precision.autocast():
+                pred, loss = self.eval_step(model, batch, mode)
+            preds.append(pred.float().cpu())
             labels.append(batch["labels"].cpu())
             losses.append(loss)
             weights.append(len(pred))

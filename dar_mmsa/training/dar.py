@@ -136,12 +136,14 @@ class DARTrainer(Trainer):
     def fit_posterior(self, model: nn.Module, out: Dict, variational) -> float:
         """``club_steps`` steps of q_theta on the batch's detached features; its last NLL."""
         net = unwrap(model)
-        features = net.club_features(out)
-        for _ in range(self.club_steps):
-            variational.zero_grad()
-            nll = net.variational_loss(out, features)
-            nll.backward()
-            variational.step()
+        # q_theta trains in fp32 outside autocast: its small steps need no loss scaling
+        features = {m: (spec.float(), com.float()) for m, (spec, com) in net.club_features(out).items()}
+        with torch.autocast(self.device.type, enabled=False):
+            for _ in range(self.club_steps):
+                variational.zero_grad()
+                nll = net.variational_loss(out, features)
+                nll.backward()
+                variational.step()
         return float(nll.detach())
 
     def train_step(self, model: nn.Module, batch: Dict, optimizers) -> Tuple[torch.Tensor, float]:
@@ -149,10 +151,11 @@ class DARTrainer(Trainer):
         batch = self.corrupt(batch, self.train_rate, epoch_seed(self.run_seed, self.epoch))
         out, loss, terms = self.objective(model, batch, training=True)
         main.zero_grad()
-        loss.backward()
+        self.backward(loss)
         if self.grad_clip > 0:
+            self.unscale(main)
             nn.utils.clip_grad_norm_(unwrap(model).main_parameters(), self.grad_clip)
-        main.step()
+        self.step(main)
         self.main_steps += 1
         extra = {}
         if self.use_diff:

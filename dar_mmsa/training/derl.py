@@ -131,7 +131,7 @@ class DERLTrainer(Trainer):
         task = self.criterion(out["M"], batch["labels"])
         aux = out.get("aux_losses", {})
         loss = weighted_objective(task, aux, self.loss_weights)
-        loss.backward()
-        optimizer.step()
+        self.backward(loss)
+        self.step(optimizer)
         self.last_terms = {"task": task.item(), **{k: v.item() for k, v in aux.items()}}
         return out["M"].detach(), loss.item()

@@ -179,8 +179,8 @@ class LNLNTrainer(Trainer):
                         audio_full=batch["audio_full"], vision_full=batch["vision_full"])
         text_rate = torch.as_tensor(rates["text"], dtype=torch.float32, device=self.device)
         loss, _ = lnln_loss(outputs, batch["labels"], text_rate, self.loss_weights)
-        loss.backward()
-        optimizer.step()
+        self.backward(loss)
+        self.step(optimizer)
         return outputs["sentiment_preds"].detach().view(-1, 1), loss.item()
 
     # ------------------------------------------------------------------ loop
@@ -219,7 +219,7 @@ class LNLNTrainer(Trainer):
         preds, labels, losses = [], [], []
         for batch_data in loader:
             batch = self.to_batch(batch_data)
-            pred, loss = self.train_step(model, batch, optimizers)
+            pred, loss = self.run_train_step(model, batch, optimizers)
             preds.append(pred.cpu())
             labels.append(batch["labels"].cpu())
             losses.append(loss)

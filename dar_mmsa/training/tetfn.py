@@ -202,14 +202,14 @@ class TETFNTrainer(Trainer):
         state.check_indexes(indexes)
         outputs = model(batch["text"], batch["audio"], batch["vision"])
         loss = state.loss(outputs, indexes)
-        loss.backward()
+        self.backward(loss)
 
-        features = {m: outputs[FEATURE_KEY[m]].detach() for m in MODALITIES}
+        features = {m: outputs[FEATURE_KEY[m]].detach().float() for m in MODALITIES}  # float32 under autocast
         if self.epoch > 1:
             state.update_labels(features, indexes, self.epoch)
         state.update_features(features, indexes)
         state.update_centres()
 
         if self.takes_step(self._position):
-            optimizer.step()
+            self.step(optimizer)
         return outputs["M"].detach().view(-1, 1), loss.item()

@@ -85,7 +85,7 @@ def run_unit_task(unit, settings, threads: int, cwd: str) -> UnitOutcome:
     _enter(cwd)
     torch.set_num_threads(threads)
     if _WORKER_LOADERS is None:
-        _WORKER_LOADERS = LoaderCache()
+        _WORKER_LOADERS = LoaderCache(settings.loader_workers, pin_memory=settings.device.type == "cuda")
     status = _test_kill_status(unit.run.run_id) if os.environ.get(HOOKS_ENV) else (lambda stage: None)
     return run_unit(unit, settings, _WORKER_LOADERS, library_versions(), status)
 

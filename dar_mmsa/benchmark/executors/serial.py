@@ -23,7 +23,8 @@ class SerialExecutor(Executor):
         previous_threads = torch.get_num_threads()
         if threads is not None:
             torch.set_num_threads(threads)
-        versions, loaders_cache = library_versions(), LoaderCache()
+        versions = library_versions()
+        loaders_cache = LoaderCache(settings.loader_workers, pin_memory=settings.device.type == "cuda")
         try:
             with GridProgress(len(units), execution.already_done, enabled=progress, backend=self.name) as bar:
                 for unit in todo:
