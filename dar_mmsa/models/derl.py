@@ -90,6 +90,7 @@ _HYPERPARAMETERS = {
     "encoder_heads": 8,
     "encoder_mlp_dim": 128,
     "encoder_dim_head": 64,
+    "position_init_std": 0.02,
     # hybrid experts
     "private_experts": 2,
     "shared_experts": 4,
@@ -108,15 +109,20 @@ _HYPERPARAMETERS = {
     "use_rec_representation": True,
     "use_balance_loss": True,
     "fusion": "importance",
-    # loss weights
-    "orth_weight": 0.1,
+    "uniform_initial_importance": True,
+    # loss weights (of the auxiliary terms; the task MSE has weight 1)
+    "orth_weight": 0.01,
     "sim_weight": 0.1,
     "rec_weight": 0.1,
     "balance_weight": 0.01,
+    "aux_warmup_epochs": 0,
     # training
     "batch_size": 64,
-    "learning_rate": 1e-4,
+    "learning_rate": 1e-3,
+    "bert_learning_rate": 5e-5,
     "weight_decay": 1e-4,
+    "lr_schedule": "warmup_cosine",
+    "grad_clip": 0.0,
     "train_complete_fraction": 0.5,
     "modality_drop_prob": 0.3,
     "valid_missing_rate": 0.5,
@@ -193,14 +199,20 @@ def mean_of_other_modalities(shared: torch.Tensor, present: torch.Tensor):
 # ----------------------------------------------------------------------------- blocks
 class ModalityEncoder(nn.Module):
     """Linear(d_in -> d), then a TokenTransformer that prepends ``token_len`` learnable tokens;
-    returns those tokens (B, token_len, d)."""
+    returns those tokens (B, token_len, d).
+
+    ``position_std`` (when given) re-initialises the learnable positions as N(0, position_std²)
+    (the layer's own init is N(0, 1)); see ``position_init_std`` in the module docstring.
+    """
 
     def __init__(self, input_dim: int, num_frames: int, dim: int, token_len: int, depth: int, heads: int,
-                 mlp_dim: int, dim_head: int):
+                 mlp_dim: int, dim_head: int, position_std: Optional[float] = None):
         super().__init__()
         self.token_len = token_len
         self.project = nn.Linear(input_dim, dim)
         self.tokens = TokenTransformer(num_frames, token_len, dim, depth, heads, mlp_dim, dim_head)
+        if position_std is not None:
+            nn.init.normal_(self.tokens.pos_embedding, std=float(position_std))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.tokens(self.project(x))[:, : self.token_len]
@@ -301,11 +313,18 @@ def uniform_over_available(available: torch.Tensor) -> torch.Tensor:
 
 
 class ImportanceFusion(nn.Module):
-    """α = softmax(MLP([u_1..u_E]) + log avail), h = Σ α_e u_e; α_e is exactly 0 where avail_e = 0."""
+    """α = softmax(MLP([u_1..u_E]) + log avail), h = Σ α_e u_e; α_e is exactly 0 where avail_e = 0.
 
-    def __init__(self, dim: int, num_experts: int, hidden: int):
+    With ``uniform_init`` the scorer's last layer starts at zero, so α starts uniform over the
+    available experts and departs from it only as the task gradient asks.
+    """
+
+    def __init__(self, dim: int, num_experts: int, hidden: int, uniform_init: bool = False):
         super().__init__()
         self.scorer = nn.Sequential(nn.Linear(num_experts * dim, hidden), nn.GELU(), nn.Linear(hidden, num_experts))
+        if uniform_init:
+            nn.init.zeros_(self.scorer[-1].weight)
+            nn.init.zeros_(self.scorer[-1].bias)
 
     def forward(self, experts: torch.Tensor, available: torch.Tensor):
         visible = experts * available[..., None].to(experts.dtype)
@@ -355,6 +374,9 @@ def derl_settings(args) -> dict:
                 "regressor_hidden"):
         if int(settings[key]) < 1:
             raise ConfigError(f"derl {key} must be a positive integer, got {settings[key]}: fix the config")
+    position_std = settings.get("position_init_std")
+    if position_std is not None and not float(position_std) > 0:
+        raise ConfigError(f"derl position_init_std must be > 0 or null (the layer's N(0, 1)), got {position_std}")
     for key in ("feature_dims", "seq_lens"):
         if key not in settings or len(settings[key]) != 3:
             raise ConfigError(f"derl needs {key} = [text, audio, vision] in the config (MMSA's dataset params)")
@@ -383,7 +405,8 @@ class DERL(nn.Module):
         self.feature_dims = [int(x) for x in s["feature_dims"]]
         self.seq_lens = [int(x) for x in s["seq_lens"]]
         encoder = dict(dim=d, token_len=self.token_len, depth=int(s["encoder_depth"]), heads=int(s["encoder_heads"]),
-                       mlp_dim=int(s["encoder_mlp_dim"]), dim_head=int(s["encoder_dim_head"]))
+                       mlp_dim=int(s["encoder_mlp_dim"]), dim_head=int(s["encoder_dim_head"]),
+                       position_std=s.get("position_init_std"))
 
         self.bert = BertEncoder(s["pretrained"], finetune=bool(s.get("use_finetune", True)))
         self.encoders = nn.ModuleList([
@@ -398,7 +421,8 @@ class DERL(nn.Module):
             self.experts = PlainProjections(d, len(MODALITIES), self.use_private, self.use_shared)
         self.decoders = nn.ModuleList(mlp(2 * d, int(s["decoder_hidden"]), d) for _ in MODALITIES)
         if s["fusion"] == "importance":
-            self.fusion = ImportanceFusion(d, len(EXPERT_NAMES), int(s["fusion_hidden"]))
+            self.fusion = ImportanceFusion(d, len(EXPERT_NAMES), int(s["fusion_hidden"]),
+                                           uniform_init=bool(s["uniform_initial_importance"]))
         elif s["fusion"] == "concat":
             self.fusion = ConcatFusion(d, len(EXPERT_NAMES))
         else:
@@ -481,7 +505,8 @@ class DERL(nn.Module):
     # ------------------------------------------------------------------ forward
     def forward(self, text: torch.Tensor, audio: torch.Tensor, vision: torch.Tensor, *args, present=None,
                 text_full: Optional[torch.Tensor] = None, audio_full: Optional[torch.Tensor] = None,
-                vision_full: Optional[torch.Tensor] = None, **kwargs) -> Dict[str, torch.Tensor]:
+                vision_full: Optional[torch.Tensor] = None, with_losses: Optional[bool] = None,
+                **kwargs) -> Dict[str, torch.Tensor]:
         self.check_inputs(text, audio, vision)
         present = resolve_present(detect_present(text, audio, vision), present)
         parts = self.experts(self.encode(text, audio, vision))
@@ -494,7 +519,7 @@ class DERL(nn.Module):
             "private_routing": parts.private_gates,
             "shared_routing": parts.shared_gates,
         }
-        if self.training:
+        if self.training if with_losses is None else with_losses:
             out["aux_losses"] = self.regularisers(parts, present)
             complete = (text_full, audio_full, vision_full)
             if any(x is not None for x in complete):
