@@ -5,7 +5,13 @@ The recipe before issue 14 (one AdamW group at lr 1e-4, constant, orthogonality 
 randomly initialised importance scorer) kept the predictions at the label mean (std 0.06 against
 the labels' 1.6 on the quick benchmark); the second test checks that this setup still shows it, so
 the first one is known to tell the two recipes apart. The margin comes from ``bench/derl_diagnosis.py``
-runs, see docs/models.md (DERL, "Why it did not learn").
+runs, see docs/models.md (DERL, issue 14).
+
+The runs train on complete inputs (``train_complete_fraction`` 1, ``modality_drop_prob`` 0): the
+missing-data training teaches the model to shrink its predictions towards the mean for corrupted
+inputs and, at this size and budget (correlation about 0.5), leaves the spread on complete test
+inputs at 0.42 of the labels' -- the criterion would test the data budget, not the recipe. Measured
+with ``bench/derl_diagnosis.py`` at these settings: spread 0.57, MAE 0.84 of the mean predictor's.
 """
 import numpy as np
 import pytest
@@ -13,12 +19,14 @@ import torch
 
 from dar_mmsa import runner
 
+# small sizes, aligned files, 10 epochs; trained on complete inputs (see the module docstring)
 SMALL = dict(hidden_dim=32, encoder_depth=1, encoder_heads=2, encoder_mlp_dim=32, encoder_dim_head=16,
              expert_hidden=64, decoder_hidden=32, fusion_hidden=32, regressor_hidden=32,
-             need_data_aligned=True, batch_size=16, max_epochs=6, early_stop=6)
+             need_data_aligned=True, batch_size=16, max_epochs=10, early_stop=10,
+             train_complete_fraction=1.0, modality_drop_prob=0.0)
 OLD_RECIPE = dict(learning_rate=1e-4, bert_learning_rate=None, lr_schedule="constant", orth_weight=0.1,
-                  uniform_initial_importance=False, aux_warmup_epochs=0)
-MAE_MARGIN = 0.9  # the new recipe's test MAE must be below 0.9 x the mean predictor's
+                  uniform_initial_importance=False, position_init_std=None)
+MAE_MARGIN = 0.9  # the test MAE must be below 0.9 x the mean predictor's (measured: 0.84)
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +34,7 @@ def learning_root(tmp_path_factory):
     from dar_mmsa.data.synthetic import write_synthetic
 
     root = tmp_path_factory.mktemp("derl_learning")
-    write_synthetic(root, datasets=("mosi",), scale=0.1, seed=0)
+    write_synthetic(root, datasets=("mosi",), scale=0.3, seed=0)
     return str(root)
 
 

@@ -54,11 +54,18 @@ Choices where the spec is silent (each a config key where it is a number or a sw
   report α = uniform over the available experts (not learned).
 * No dropout anywhere: the complete-input pass that makes the targets runs in training mode and
   must be deterministic.
+* Learnable positions of the token encoders start as N(0, ``position_init_std``²) = N(0, 0.02²)
+  (the layer's own N(0, 1) made every token mostly sample-independent, so the head saw almost no
+  between-sample variation; docs/models.md, DERL, issue 14). With ``uniform_initial_importance``
+  the importance scorer's last layer starts at zero: α starts uniform over the available experts.
 * Training (``dar_mmsa.training.derl``): the per-epoch rate/drop tables come from
   ``numpy.random.default_rng(epoch_seed(run seed, epoch))``, the complete half is drawn
   independently of the modality drop, a sample that would lose all three modalities keeps one
-  chosen uniformly; validation ``Loss`` is the task MSE; constant learning rate, no clipping;
-  up to ``max_epochs`` 100 with ``early_stop`` 10.
+  chosen uniformly; validation ``Loss`` is the task MSE; AdamW over the shared parameter groups
+  (BERT at ``bert_learning_rate`` 5e-5, the rest at ``learning_rate`` 1e-3, no decay on biases and
+  norms), the shared warm-up + cosine schedule (``lr_schedule``), ``orth_weight`` 0.01 (0.1 let
+  L_orth's gradient reach the encoders 6x, BERT 44x harder than the task's); no clipping by
+  default (``grad_clip``); up to ``max_epochs`` 100 with ``early_stop`` 10.
 """
 from __future__ import annotations
 

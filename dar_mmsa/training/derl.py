@@ -7,11 +7,18 @@ corrupted batch plus the complete one (``*_full``, for the reconstruction target
 minimises
 
     L = MSE(ŷ, y) + orth_weight L_orth + sim_weight L_sim
-        + rec_weight (L_rec1 + L_rec2 + L_rec3) + balance_weight L_bal.
+        + rec_weight (L_rec1 + L_rec2 + L_rec3) + balance_weight L_bal,
+
+the auxiliary weights ramped in over ``aux_warmup_epochs`` (0: off). Every term is logged per epoch
+(``log_terms``): unweighted, plus the weighted ``total``.
 
 Validation corrupts at ``valid_missing_rate`` (0.5) with the run seed; its ``Loss`` is the MSE of
-the prediction (the task term; the auxiliary terms need the complete input the model does not get
-at inference) and picks the best epoch. AdamW, constant learning rate.
+the prediction and picks the best epoch (the auxiliary terms are logged too, reconstructing
+against the complete validation input, but do not select). AdamW over
+``training.optim.parameter_groups`` (BERT at ``bert_learning_rate``, the rest at
+``learning_rate``, no decay on biases and norms); ``lr_schedule`` ``warmup_cosine`` is the shared
+per-epoch schedule of ``training.schedules`` shaped by ``max_epochs`` (no lr-0 first epoch),
+``constant`` none; ``grad_clip`` > 0 clips the global gradient norm.
 
 Choices where the spec is silent:
 * the per-epoch tables (rates and kept modalities, one row per training sample, looked up by
