@@ -381,9 +381,9 @@ def derl_settings(args) -> dict:
                 "regressor_hidden"):
         if int(settings[key]) < 1:
             raise ConfigError(f"derl {key} must be a positive integer, got {settings[key]}: fix the config")
-    position_std = settings.get("position_init_std")
-    if position_std is not None and not float(position_std) > 0:
-        raise ConfigError(f"derl position_init_std must be > 0 or null (the layer's N(0, 1)), got {position_std}")
+    if not float(settings["position_init_std"]) > 0:
+        raise ConfigError(f"derl position_init_std must be > 0 (1.0 is the layer's own N(0, 1)), "
+                          f"got {settings['position_init_std']}")
     for key in ("feature_dims", "seq_lens"):
         if key not in settings or len(settings[key]) != 3:
             raise ConfigError(f"derl needs {key} = [text, audio, vision] in the config (MMSA's dataset params)")
@@ -413,7 +413,7 @@ class DERL(nn.Module):
         self.seq_lens = [int(x) for x in s["seq_lens"]]
         encoder = dict(dim=d, token_len=self.token_len, depth=int(s["encoder_depth"]), heads=int(s["encoder_heads"]),
                        mlp_dim=int(s["encoder_mlp_dim"]), dim_head=int(s["encoder_dim_head"]),
-                       position_std=s.get("position_init_std"))
+                       position_std=float(s["position_init_std"]))
 
         self.bert = BertEncoder(s["pretrained"], finetune=bool(s.get("use_finetune", True)))
         self.encoders = nn.ModuleList([
