@@ -11,7 +11,8 @@ The runs train on complete inputs (``train_complete_fraction`` 1, ``modality_dro
 missing-data training teaches the model to shrink its predictions towards the mean for corrupted
 inputs and, at this size and budget (correlation about 0.5), leaves the spread on complete test
 inputs at 0.42 of the labels' -- the criterion would test the data budget, not the recipe. Measured
-with ``bench/derl_diagnosis.py`` at these settings: spread 0.57, MAE 0.84 of the mean predictor's.
+at these settings (best validation epoch): spread 0.53 of the labels', MAE 0.83 of the mean
+predictor's; the recipe before: spread 0.003, MAE 1.00 of the mean predictor's.
 """
 import numpy as np
 import pytest
@@ -26,7 +27,7 @@ SMALL = dict(hidden_dim=32, encoder_depth=1, encoder_heads=2, encoder_mlp_dim=32
              train_complete_fraction=1.0, modality_drop_prob=0.0)
 OLD_RECIPE = dict(learning_rate=1e-4, bert_learning_rate=None, lr_schedule="constant", orth_weight=0.1,
                   uniform_initial_importance=False, position_init_std=1.0)
-MAE_MARGIN = 0.9  # the test MAE must be below 0.9 x the mean predictor's (measured: 0.84)
+MAE_MARGIN = 0.9  # the test MAE must be below 0.9 x the mean predictor's (measured: 0.83; before: 1.00)
 
 
 @pytest.fixture(scope="module")
