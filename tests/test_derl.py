@@ -386,7 +386,10 @@ def test_short_training_lowers_validation_loss(run_kwargs, derl_config):
     assert isinstance(trainer, DERLTrainer)
     before = trainer.do_test(net, loaders["valid"], mode="VAL")["Loss"]
     history = trainer.do_train(net, loaders, return_epoch_results=True)
-    assert set(trainer.last_terms) == {"task"} | ALL_TERMS
+    assert set(trainer.last_terms) == {"task", "total"} | ALL_TERMS
+    for split in ("train", "valid"):  # every term logged per epoch, for training and validation
+        assert [set(epoch["terms"]) for epoch in history[split]] == [{"task", "total"} | ALL_TERMS] * 2
+    assert history["valid"][-1]["terms"]["task"] == pytest.approx(history["valid"][-1]["Loss"], abs=1e-3)
     runner.load_checkpoint(net, args)
     after = trainer.do_test(net, loaders["valid"], mode="VAL")["Loss"]
     assert after == min(v["Loss"] for v in history["valid"])
@@ -402,3 +405,78 @@ def test_mmsa_run_trains_and_tests_derl(derl_config, tmp_path):
     results = pd.read_csv(tmp_path / "res" / "normal" / "mosi.csv")
     assert results["Model"].tolist() == ["derl"]
     assert (tmp_path / "models" / "derl-mosi.pth").is_file()
+
+
+# ----------------------------------------------------------------------------- recipe (issue 14)
+def test_optimizer_puts_bert_apart_and_exempts_biases_and_norms(model):
+    trainer = DERLTrainer(dict(dataset_name="mosi", model_name="derl", learning_rate=1e-3, bert_learning_rate=5e-5,
+                               weight_decay=1e-4))
+    (optimizer,) = trainer.build_optimizers(model)
+    groups = {g["name"]: g for g in optimizer.param_groups}
+    assert set(groups) == {"bert", "bert_no_decay", "other", "other_no_decay"}
+    assert groups["bert"]["lr"] == groups["bert_no_decay"]["lr"] == 5e-5
+    assert groups["other"]["lr"] == groups["other_no_decay"]["lr"] == 1e-3
+    assert groups["other"]["weight_decay"] == 1e-4 and groups["other_no_decay"]["weight_decay"] == 0.0
+    bert_ids = {id(p) for p in model.bert.parameters()}
+    assert {id(p) for p in groups["bert"]["params"] + groups["bert_no_decay"]["params"]} == bert_ids
+    assert id(model.regressor[0].bias) in {id(p) for p in groups["other_no_decay"]["params"]}
+    assert sum(len(g["params"]) for g in optimizer.param_groups) == len(list(model.parameters()))
+    # bert_learning_rate null: BERT trains at learning_rate
+    same = DERLTrainer(dict(dataset_name="mosi", model_name="derl", learning_rate=1e-3, bert_learning_rate=None))
+    assert {g["lr"] for g in same.build_optimizers(model)[0].param_groups} == {1e-3}
+
+
+def test_schedule_is_the_shared_warmup_cosine_without_a_zero_epoch(model):
+    from dar_mmsa.training.schedules import warmup_cosine_factor
+
+    trainer = DERLTrainer(dict(dataset_name="mosi", model_name="derl", max_epochs=20, learning_rate=1e-3))
+    optimizers = trainer.build_optimizers(model)
+    (scheduler,) = trainer.build_schedulers(optimizers)
+    rates = []
+    for _ in range(20):
+        rates.append(optimizers[0].param_groups[2]["lr"])
+        optimizers[0].step()  # no gradients: a no-op, in the order PyTorch expects
+        scheduler.step()
+    expected = [1e-3 * warmup_cosine_factor(e, 20, skip_zero_lr_epoch=True) for e in range(1, 21)]
+    assert rates == pytest.approx(expected) and rates[0] > 0 and rates[1] == pytest.approx(1e-3)
+    constant = DERLTrainer(dict(dataset_name="mosi", model_name="derl", lr_schedule="constant"))
+    assert constant.build_schedulers(constant.build_optimizers(model)) == []
+
+
+def test_auxiliary_weights_ramp_in_over_the_warmup_epochs():
+    trainer = DERLTrainer(dict(dataset_name="mosi", model_name="derl", orth_weight=0.01, aux_warmup_epochs=3))
+    ramp = []
+    for epoch in (1, 2, 3, 4, 9):
+        trainer.epoch = epoch
+        ramp.append(trainer.current_loss_weights()["orth"])
+    assert ramp == pytest.approx([0.0025, 0.005, 0.0075, 0.01, 0.01])
+    trainer = DERLTrainer(dict(dataset_name="mosi", model_name="derl"))
+    trainer.epoch = 1
+    assert trainer.current_loss_weights() == trainer.loss_weights  # 0: no ramp
+    assert trainer.loss_weights["orth"] == DEFAULTS["datasetParams"]["mosi"]["orth_weight"] == 0.01
+
+
+@pytest.mark.parametrize("key, value, match", [
+    ("lr_schedule", "linear", "lr_schedule"),
+    ("orth_weight", -0.1, "orth"),
+    ("aux_warmup_epochs", -1, "aux_warmup_epochs"),
+])
+def test_bad_recipe_keys_fail_with_one_clear_line(key, value, match):
+    with pytest.raises(ConfigError, match=match):
+        DERLTrainer({"dataset_name": "mosi", "model_name": "derl", key: value})
+
+
+def test_position_init_and_uniform_initial_importance(tiny_bert):
+    torch.manual_seed(0)
+    net = DERL(model_args(tiny_bert))
+    for encoder in net.encoders:
+        assert encoder.tokens.pos_embedding.std().item() == pytest.approx(0.02, rel=0.1)
+    out = net.eval()(*inputs(3), present=torch.tensor([[True, True, True], [True, False, True], [False, False, True]]))
+    expected = torch.tensor([[1.0] * 6, [1, 0, 1, 1, 0, 1], [0, 0, 1, 0, 0, 1]])
+    assert torch.allclose(out["importance"], expected / expected.sum(1, keepdim=True))  # uniform at the start
+    torch.manual_seed(0)
+    old = DERL(model_args(tiny_bert, position_init_std=1.0, uniform_initial_importance=False))
+    assert old.encoders[0].tokens.pos_embedding.std().item() == pytest.approx(1.0, rel=0.1)
+    assert not torch.allclose(old.eval()(*inputs(3))["importance"], torch.full((3, 6), 1 / 6))
+    with pytest.raises(ConfigError, match="position_init_std"):
+        DERL(model_args(tiny_bert, position_init_std=0))

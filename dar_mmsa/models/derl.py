@@ -54,11 +54,18 @@ Choices where the spec is silent (each a config key where it is a number or a sw
   report α = uniform over the available experts (not learned).
 * No dropout anywhere: the complete-input pass that makes the targets runs in training mode and
   must be deterministic.
+* Learnable positions of the token encoders start as N(0, ``position_init_std``²) = N(0, 0.02²)
+  (the layer's own N(0, 1) made every token mostly sample-independent, so the head saw almost no
+  between-sample variation; docs/models.md, DERL, issue 14). With ``uniform_initial_importance``
+  the importance scorer's last layer starts at zero: α starts uniform over the available experts.
 * Training (``dar_mmsa.training.derl``): the per-epoch rate/drop tables come from
   ``numpy.random.default_rng(epoch_seed(run seed, epoch))``, the complete half is drawn
   independently of the modality drop, a sample that would lose all three modalities keeps one
-  chosen uniformly; validation ``Loss`` is the task MSE; constant learning rate, no clipping;
-  up to ``max_epochs`` 100 with ``early_stop`` 10.
+  chosen uniformly; validation ``Loss`` is the task MSE; AdamW over the shared parameter groups
+  (BERT at ``bert_learning_rate`` 5e-5, the rest at ``learning_rate`` 1e-3, no decay on biases and
+  norms), the shared warm-up + cosine schedule (``lr_schedule``), ``orth_weight`` 0.01 (0.1 let
+  L_orth's gradient reach the encoders 6x, BERT 44x harder than the task's); no clipping by
+  default (``grad_clip``); up to ``max_epochs`` 100 with ``early_stop`` 10.
 """
 from __future__ import annotations
 
@@ -90,6 +97,7 @@ _HYPERPARAMETERS = {
     "encoder_heads": 8,
     "encoder_mlp_dim": 128,
     "encoder_dim_head": 64,
+    "position_init_std": 0.02,
     # hybrid experts
     "private_experts": 2,
     "shared_experts": 4,
@@ -108,15 +116,20 @@ _HYPERPARAMETERS = {
     "use_rec_representation": True,
     "use_balance_loss": True,
     "fusion": "importance",
-    # loss weights
-    "orth_weight": 0.1,
+    "uniform_initial_importance": True,
+    # loss weights (of the auxiliary terms; the task MSE has weight 1)
+    "orth_weight": 0.01,
     "sim_weight": 0.1,
     "rec_weight": 0.1,
     "balance_weight": 0.01,
+    "aux_warmup_epochs": 0,
     # training
     "batch_size": 64,
-    "learning_rate": 1e-4,
+    "learning_rate": 1e-3,
+    "bert_learning_rate": 5e-5,
     "weight_decay": 1e-4,
+    "lr_schedule": "warmup_cosine",
+    "grad_clip": 0.0,
     "train_complete_fraction": 0.5,
     "modality_drop_prob": 0.3,
     "valid_missing_rate": 0.5,
@@ -193,14 +206,20 @@ def mean_of_other_modalities(shared: torch.Tensor, present: torch.Tensor):
 # ----------------------------------------------------------------------------- blocks
 class ModalityEncoder(nn.Module):
     """Linear(d_in -> d), then a TokenTransformer that prepends ``token_len`` learnable tokens;
-    returns those tokens (B, token_len, d)."""
+    returns those tokens (B, token_len, d).
+
+    ``position_std`` (when given) re-initialises the learnable positions as N(0, position_std²)
+    (the layer's own init is N(0, 1)); see ``position_init_std`` in the module docstring.
+    """
 
     def __init__(self, input_dim: int, num_frames: int, dim: int, token_len: int, depth: int, heads: int,
-                 mlp_dim: int, dim_head: int):
+                 mlp_dim: int, dim_head: int, position_std: Optional[float] = None):
         super().__init__()
         self.token_len = token_len
         self.project = nn.Linear(input_dim, dim)
         self.tokens = TokenTransformer(num_frames, token_len, dim, depth, heads, mlp_dim, dim_head)
+        if position_std is not None:
+            nn.init.normal_(self.tokens.pos_embedding, std=float(position_std))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.tokens(self.project(x))[:, : self.token_len]
@@ -301,11 +320,18 @@ def uniform_over_available(available: torch.Tensor) -> torch.Tensor:
 
 
 class ImportanceFusion(nn.Module):
-    """α = softmax(MLP([u_1..u_E]) + log avail), h = Σ α_e u_e; α_e is exactly 0 where avail_e = 0."""
+    """α = softmax(MLP([u_1..u_E]) + log avail), h = Σ α_e u_e; α_e is exactly 0 where avail_e = 0.
 
-    def __init__(self, dim: int, num_experts: int, hidden: int):
+    With ``uniform_init`` the scorer's last layer starts at zero, so α starts uniform over the
+    available experts and departs from it only as the task gradient asks.
+    """
+
+    def __init__(self, dim: int, num_experts: int, hidden: int, uniform_init: bool = False):
         super().__init__()
         self.scorer = nn.Sequential(nn.Linear(num_experts * dim, hidden), nn.GELU(), nn.Linear(hidden, num_experts))
+        if uniform_init:
+            nn.init.zeros_(self.scorer[-1].weight)
+            nn.init.zeros_(self.scorer[-1].bias)
 
     def forward(self, experts: torch.Tensor, available: torch.Tensor):
         visible = experts * available[..., None].to(experts.dtype)
@@ -355,6 +381,9 @@ def derl_settings(args) -> dict:
                 "regressor_hidden"):
         if int(settings[key]) < 1:
             raise ConfigError(f"derl {key} must be a positive integer, got {settings[key]}: fix the config")
+    if not float(settings["position_init_std"]) > 0:
+        raise ConfigError(f"derl position_init_std must be > 0 (1.0 is the layer's own N(0, 1)), "
+                          f"got {settings['position_init_std']}")
     for key in ("feature_dims", "seq_lens"):
         if key not in settings or len(settings[key]) != 3:
             raise ConfigError(f"derl needs {key} = [text, audio, vision] in the config (MMSA's dataset params)")
@@ -383,7 +412,8 @@ class DERL(nn.Module):
         self.feature_dims = [int(x) for x in s["feature_dims"]]
         self.seq_lens = [int(x) for x in s["seq_lens"]]
         encoder = dict(dim=d, token_len=self.token_len, depth=int(s["encoder_depth"]), heads=int(s["encoder_heads"]),
-                       mlp_dim=int(s["encoder_mlp_dim"]), dim_head=int(s["encoder_dim_head"]))
+                       mlp_dim=int(s["encoder_mlp_dim"]), dim_head=int(s["encoder_dim_head"]),
+                       position_std=float(s["position_init_std"]))
 
         self.bert = BertEncoder(s["pretrained"], finetune=bool(s.get("use_finetune", True)))
         self.encoders = nn.ModuleList([
@@ -398,7 +428,8 @@ class DERL(nn.Module):
             self.experts = PlainProjections(d, len(MODALITIES), self.use_private, self.use_shared)
         self.decoders = nn.ModuleList(mlp(2 * d, int(s["decoder_hidden"]), d) for _ in MODALITIES)
         if s["fusion"] == "importance":
-            self.fusion = ImportanceFusion(d, len(EXPERT_NAMES), int(s["fusion_hidden"]))
+            self.fusion = ImportanceFusion(d, len(EXPERT_NAMES), int(s["fusion_hidden"]),
+                                           uniform_init=bool(s["uniform_initial_importance"]))
         elif s["fusion"] == "concat":
             self.fusion = ConcatFusion(d, len(EXPERT_NAMES))
         else:
@@ -481,7 +512,8 @@ class DERL(nn.Module):
     # ------------------------------------------------------------------ forward
     def forward(self, text: torch.Tensor, audio: torch.Tensor, vision: torch.Tensor, *args, present=None,
                 text_full: Optional[torch.Tensor] = None, audio_full: Optional[torch.Tensor] = None,
-                vision_full: Optional[torch.Tensor] = None, **kwargs) -> Dict[str, torch.Tensor]:
+                vision_full: Optional[torch.Tensor] = None, with_losses: Optional[bool] = None,
+                **kwargs) -> Dict[str, torch.Tensor]:
         self.check_inputs(text, audio, vision)
         present = resolve_present(detect_present(text, audio, vision), present)
         parts = self.experts(self.encode(text, audio, vision))
@@ -494,7 +526,7 @@ class DERL(nn.Module):
             "private_routing": parts.private_gates,
             "shared_routing": parts.shared_gates,
         }
-        if self.training:
+        if self.training if with_losses is None else with_losses:
             out["aux_losses"] = self.regularisers(parts, present)
             complete = (text_full, audio_full, vision_full)
             if any(x is not None for x in complete):

@@ -7,11 +7,18 @@ corrupted batch plus the complete one (``*_full``, for the reconstruction target
 minimises
 
     L = MSE(ŷ, y) + orth_weight L_orth + sim_weight L_sim
-        + rec_weight (L_rec1 + L_rec2 + L_rec3) + balance_weight L_bal.
+        + rec_weight (L_rec1 + L_rec2 + L_rec3) + balance_weight L_bal,
+
+the auxiliary weights ramped in over ``aux_warmup_epochs`` (0: off). Every term is logged per epoch
+(``log_terms``): unweighted, plus the weighted ``total``.
 
 Validation corrupts at ``valid_missing_rate`` (0.5) with the run seed; its ``Loss`` is the MSE of
-the prediction (the task term; the auxiliary terms need the complete input the model does not get
-at inference) and picks the best epoch. AdamW, constant learning rate.
+the prediction and picks the best epoch (the auxiliary terms are logged too, reconstructing
+against the complete validation input, but do not select). AdamW over
+``training.optim.parameter_groups`` (BERT at ``bert_learning_rate``, the rest at
+``learning_rate``, no decay on biases and norms); ``lr_schedule`` ``warmup_cosine`` is the shared
+per-epoch schedule of ``training.schedules`` shaped by ``max_epochs`` (no lr-0 first epoch),
+``constant`` none; ``grad_clip`` > 0 clips the global gradient norm.
 
 Choices where the spec is silent:
 * the per-epoch tables (rates and kept modalities, one row per training sample, looked up by
@@ -23,7 +30,7 @@ Choices where the spec is silent:
 """
 from __future__ import annotations
 
-from typing import Dict, Mapping, Tuple
+from typing import Dict, List, Mapping, Tuple
 
 import numpy as np
 import torch
@@ -31,7 +38,12 @@ from torch import nn
 
 from ..data.corruption import MODALITIES, drop_modalities
 from ..errors import ConfigError
-from .base import Trainer, epoch_seed
+from ..models.derl import _HYPERPARAMETERS as DERL_HYPERPARAMETERS
+from .base import Trainer, epoch_seed, unwrap
+from .optim import parameter_groups
+from .schedules import warmup_cosine_scheduler
+
+LR_SCHEDULES = ("warmup_cosine", "constant")
 
 
 def training_missingness(num_samples: int, seed: int, *, complete_fraction: float = 0.5,
@@ -76,21 +88,62 @@ class DERLTrainer(Trainer):
         self.train_size = None
         self._missingness_epoch, self._missingness = None, None
         self.loss_weights = {
-            "orth": float(args.get("orth_weight", 0.1)),
-            "sim": float(args.get("sim_weight", 0.1)),
-            "rec_feature": float(args.get("rec_weight", 0.1)),
-            "rec_cross": float(args.get("rec_weight", 0.1)),
-            "rec_representation": float(args.get("rec_weight", 0.1)),
-            "balance": float(args.get("balance_weight", 0.01)),
+            "orth": float(self.setting("orth_weight")),
+            "sim": float(self.setting("sim_weight")),
+            "rec_feature": float(self.setting("rec_weight")),
+            "rec_cross": float(self.setting("rec_weight")),
+            "rec_representation": float(self.setting("rec_weight")),
+            "balance": float(self.setting("balance_weight")),
         }
+        for name, weight in self.loss_weights.items():
+            if not weight >= 0.0:
+                raise ConfigError(f"derl loss weight of {name} must be >= 0, got {weight}: fix the config")
+        self.aux_warmup_epochs = int(self.setting("aux_warmup_epochs"))
+        if self.aux_warmup_epochs < 0:
+            raise ConfigError(f"derl aux_warmup_epochs must be >= 0, got {self.aux_warmup_epochs}: fix the config")
+        self.lr_schedule = str(self.setting("lr_schedule")).lower()
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ConfigError(f"derl lr_schedule '{args.get('lr_schedule')}' is unknown: use one of "
+                              f"{', '.join(LR_SCHEDULES)}")
+        self.grad_clip = float(self.setting("grad_clip"))
         self.last_terms: Dict[str, float] = {}
+
+    def setting(self, key: str):
+        """``key`` from the run's args, else the model's default (so a bare args dict trains as configured)."""
+        value = self.args.get(key)
+        return DERL_HYPERPARAMETERS[key] if value is None else value
+
+    # ------------------------------------------------------------------ optimisation
+    def build_optimizers(self, model: nn.Module) -> List[torch.optim.Optimizer]:
+        """AdamW over the shared parameter groups: BERT at ``bert_learning_rate`` (default
+        ``learning_rate``), the rest at ``learning_rate``, no decay on biases and norms."""
+        net = unwrap(model)
+        lr = float(self.setting("learning_rate"))
+        bert_lr = self.args.get("bert_learning_rate", DERL_HYPERPARAMETERS["bert_learning_rate"])
+        groups = parameter_groups(net, lr=lr, weight_decay=float(self.setting("weight_decay")),
+                                  bert=getattr(net, "bert", None),
+                                  bert_lr=float(bert_lr) if bert_lr is not None else None)
+        return [torch.optim.AdamW(groups)]
+
+    def build_schedulers(self, optimizers) -> list:
+        """``warmup_cosine``: the shared warm-up + cosine schedule shaped by ``max_epochs``, stepped per
+        epoch, without the reference's lr-0 first epoch; ``constant``: none."""
+        if self.lr_schedule == "constant":
+            return []
+        return [warmup_cosine_scheduler(opt, self.max_epochs, skip_zero_lr_epoch=True) for opt in optimizers]
+
+    def current_loss_weights(self) -> Dict[str, float]:
+        """The auxiliary weights of the current epoch: ramped linearly from 1/(W+1) to 1 over the
+        first ``aux_warmup_epochs`` = W epochs (the task head learns the label scale first)."""
+        ramp = min(1.0, self.epoch / (self.aux_warmup_epochs + 1)) if self.aux_warmup_epochs else 1.0
+        return {name: weight * ramp for name, weight in self.loss_weights.items()}
 
     def do_train(self, model: nn.Module, dataloader, return_epoch_results: bool = False):
         self.train_size = len(dataloader["train"].dataset)
         return super().do_train(model, dataloader, return_epoch_results)
 
     def valid_rate(self) -> float:
-        return float(self.args.get("valid_missing_rate", 0.5))
+        return float(self.setting("valid_missing_rate"))
 
     # ------------------------------------------------------------------ training corruption
     def epoch_missingness(self) -> Tuple[np.ndarray, np.ndarray]:
@@ -102,8 +155,8 @@ class DERLTrainer(Trainer):
                                   "or set train_samples in the config")
             self._missingness = training_missingness(
                 size, epoch_seed(self.run_seed, self.epoch),
-                complete_fraction=float(self.args.get("train_complete_fraction", 0.5)),
-                drop_prob=float(self.args.get("modality_drop_prob", 0.3)),
+                complete_fraction=float(self.setting("train_complete_fraction")),
+                drop_prob=float(self.setting("modality_drop_prob")),
             )
             self._missingness_epoch = self.epoch
         return self._missingness
@@ -130,8 +183,26 @@ class DERLTrainer(Trainer):
                     audio_full=batch["audio_full"], vision_full=batch["vision_full"])
         task = self.criterion(out["M"], batch["labels"])
         aux = out.get("aux_losses", {})
-        loss = weighted_objective(task, aux, self.loss_weights)
+        loss = weighted_objective(task, aux, self.current_loss_weights())
         self.backward(loss)
+        if self.grad_clip > 0:
+            self.unscale(optimizer)
+            nn.utils.clip_grad_norm_(model.parameters(), self.grad_clip)
         self.step(optimizer)
-        self.last_terms = {"task": task.item(), **{k: v.item() for k, v in aux.items()}}
+        self.last_terms = {"task": task.item(), **{k: v.item() for k, v in aux.items()}, "total": loss.item()}
+        self.log_terms(self.last_terms, len(batch["labels"]))
         return out["M"].detach(), loss.item()
+
+    def eval_step(self, model: nn.Module, batch: Dict, mode: str) -> Tuple[torch.Tensor, float]:
+        """The task MSE (VAL: the selection criterion); on VAL every loss term is logged too, the
+        reconstruction levels against the complete validation input."""
+        if mode != "VAL":
+            return super().eval_step(model, batch, mode)
+        complete = {f"{k}_full": batch.get(f"{k}_full", batch[k]) for k in MODALITIES}
+        out = model(batch["text"], batch["audio"], batch["vision"], with_losses=True, **complete)
+        pred = out["M"].view(-1, 1)
+        task = self.criterion(pred, batch["labels"])
+        aux = out["aux_losses"]
+        total = weighted_objective(task, aux, self.current_loss_weights())
+        self.log_terms({"task": task, **aux, "total": total}, len(pred))
+        return pred, task.item()
