@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import gc
 import io
 import json
 import logging
@@ -21,9 +22,10 @@ import pandas as pd
 import torch
 
 from .. import runner
+from ..data import feature_cache
 from ..registry import our_models
 from ..report.names import model_display_name
-from .evaluate import evaluate, supports_importance
+from .evaluate import corruption_buffer, evaluate, supports_importance
 from .plan import Settings, WorkUnit
 from .store import ResultStore, write_atomic
 
@@ -94,17 +96,24 @@ def run_log(path: Path):
 
 
 class LoaderCache:
-    """MMSA's loaders of one (model, dataset), shared by its seeds (the data do not depend on the seed)."""
+    """MMSA's loaders of one (model, dataset), shared by its seeds (the data do not depend on the seed).
+
+    Holds one data set at a time: the previous one is freed (cycles collected) before the next loads.
+    """
 
     CARRIED = ("seq_lens", "feature_dims", "train_samples")
 
     def __init__(self):
         self.key, self.loaders, self.args = None, None, None
 
+    def clear(self):
+        self.key, self.loaders, self.args = None, None, None
+        gc.collect()  # trainers and loaders can hold the arrays through reference cycles
+
     def get(self, args):
         key = (args["model_name"], args["dataset_name"], str(args["featurePath"]), args.get("batch_size"))
         if key != self.key:
-            self.key, self.loaders, self.args = None, None, None  # free the previous data first
+            self.clear()
             self.loaders, self.args, self.key = runner.load_data(args), args, key
         else:
             for name in self.CARRIED:
@@ -154,12 +163,13 @@ def execute_unit(p: WorkUnit, settings: Settings, loaders_cache: LoaderCache, ve
     data_missing = bool(args.get("data_missing"))
     with_importance = (run.model in our_models() and not data_missing and
                        supports_importance(model, torch.utils.data.DataLoader(test_set, batch_size=2), settings.device))
+    buffer = corruption_buffer(test_set)  # every condition damages the test inputs into this
     for condition in pending:
         status(f"eval {condition.label}")
         torch.manual_seed(run.seed)
         start = time.perf_counter()
         result = evaluate(model, trainer, test_set, condition, run.seed, batch_size=batch_size, device=settings.device,
-                          data_missing=data_missing, with_importance=with_importance)
+                          data_missing=data_missing, with_importance=with_importance, out=buffer)
         wall = time.perf_counter() - start
         importance_file = None
         if result.importance is not None:
@@ -207,4 +217,6 @@ def execute_serial(planned: Sequence[WorkUnit], settings: Settings, *, progress:
                 with bar.external_write_mode(file=sys.stderr):
                     say(message)
             bar.update(1)
+    loaders_cache.clear()
+    feature_cache.forget_kept()  # planning kept the first run's data; unused if that run had nothing to do
     return trained, evaluated, failures

@@ -13,7 +13,7 @@ resumed -- and a higher rate drops a superset of positions (nested masks).
 """
 from __future__ import annotations
 
-from typing import Mapping, Union
+from typing import Mapping, Optional, Union
 
 import numpy as np
 import torch
@@ -167,6 +167,18 @@ def corrupt_batch(
     return tuple(out)
 
 
+def _outputs(split: Mapping[str, np.ndarray], out: Optional[Mapping[str, np.ndarray]]) -> dict:
+    """The float32 arrays a whole-split corruption writes into: ``out``'s (checked) or new ones."""
+    keys = ("text_bert", "audio", "vision")
+    if out is None:
+        return {k: np.empty_like(split[k], dtype=np.float32) for k in keys}
+    for k in keys:
+        if out[k].shape != np.shape(split[k]) or out[k].dtype != np.float32 or np.may_share_memory(out[k], split[k]):
+            raise ValueError(f"out['{k}'] must be a float32 array of shape {np.shape(split[k])} apart from the "
+                             f"split, got {out[k].dtype} {out[k].shape}")
+    return {k: out[k] for k in keys}
+
+
 def corrupt_arrays(
     split: Mapping[str, np.ndarray],
     *,
@@ -174,16 +186,18 @@ def corrupt_arrays(
     seed: int,
     chunk: int = 1024,
     return_masks: bool = False,
+    out: Optional[Mapping[str, np.ndarray]] = None,
 ) -> dict:
     """Corrupt a whole split of a feature pickle (``text_bert``, ``audio``, ``vision``).
 
     Sample indices are the row numbers of the split, so the result equals what
-    :func:`corrupt_batch` gives any batch of it. Returns new float32 arrays; with
+    :func:`corrupt_batch` gives any batch of it. Returns new float32 arrays -- or, with ``out``
+    (float32 arrays of the split's shapes, not the split's own), fills and returns those; with
     ``return_masks`` also ``text_keep``/``audio_keep``/``vision_keep``, the kept real positions
     (:func:`keep_masks`) as bool arrays.
     """
     n = len(split["text_bert"])
-    out = {k: np.empty_like(split[k], dtype=np.float32) for k in ("text_bert", "audio", "vision")}
+    out = _outputs(split, out)
     if return_masks:
         out.update({f"{m}_keep": np.zeros(np.shape(split[k])[:2] if m != "text" else
                                           (n, np.shape(split[k])[-1]), dtype=bool)
@@ -238,13 +252,14 @@ def presence_keep_masks(text: torch.Tensor, audio: torch.Tensor, vision: torch.T
     return masks
 
 
-def drop_arrays(split: Mapping[str, np.ndarray], *, present, chunk: int = 1024, return_masks: bool = False) -> dict:
+def drop_arrays(split: Mapping[str, np.ndarray], *, present, chunk: int = 1024, return_masks: bool = False,
+                out: Optional[Mapping[str, np.ndarray]] = None) -> dict:
     """:func:`drop_modalities` over a whole split (``present``: (3,) or (N, 3) bool), like
-    :func:`corrupt_arrays`; with ``return_masks`` also the ``*_keep`` masks of
+    :func:`corrupt_arrays` (``out`` included); with ``return_masks`` also the ``*_keep`` masks of
     :func:`presence_keep_masks`."""
     n = len(split["text_bert"])
     present = np.broadcast_to(np.asarray(present, dtype=bool).reshape(-1, 3), (n, 3))
-    out = {k: np.empty_like(split[k], dtype=np.float32) for k in ("text_bert", "audio", "vision")}
+    out = _outputs(split, out)
     for start in range(0, n, chunk):
         sl = slice(start, min(n, start + chunk))
         tensors = [torch.from_numpy(np.asarray(split[k][sl], dtype=np.float32))
