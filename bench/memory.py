@@ -7,6 +7,10 @@ the peak RSS of a process that only imports ``dar_mmsa`` and torch, measured in 
 
     ratio = (peak RSS of the run - peak RSS of the import) / size of the unaligned MOSEI pickle
 
+``--batches N`` stops every pass over a loader after N batches: loading, validation, the
+datasets and the damaged test copies are still full size (they are what scales with the data),
+only the repeated forward/backward passes are cut.
+
 The data are written once per scale (in their own process, not measured) under ``--work``;
 ``--repo`` picks the checkout whose ``dar_mmsa`` is measured (e.g. a worktree of an older commit
 for "before" figures).
@@ -30,9 +34,13 @@ from dar_mmsa.data.synthetic import write_synthetic
 write_synthetic(sys.argv[1], datasets=("mosei",), scale=float(sys.argv[2]), seed=0)
 """
 _RUN = """
-import json, sys
+import itertools, json, sys
 import torch
 torch.set_num_threads(1)
+if int(sys.argv[4]):  # --batches: every pass over a loader stops after that many batches
+    from torch.utils.data import DataLoader
+    _iter = DataLoader.__iter__
+    DataLoader.__iter__ = lambda self: itertools.islice(_iter(self), int(sys.argv[4]))
 from dar_mmsa.benchmark import run
 result = run(models=[sys.argv[1]], datasets=["mosei"], seeds=[1111], data_root=sys.argv[2], out=sys.argv[3],
              name="memory", quick=True, progress=False, say=lambda m: None)
@@ -61,13 +69,17 @@ def main(argv=None) -> int:
     parser.add_argument("--models", nargs="+", default=["misa", "dar"])
     parser.add_argument("--repo", type=Path, default=Path(__file__).resolve().parents[1])
     parser.add_argument("--work", type=Path, default=None, help="folder for data and results (default: a temp dir)")
+    parser.add_argument("--batches", type=int, default=0,
+                        help="stop every pass over a loader (train, valid, test) after this many batches: the "
+                             "data are still loaded, validated and damaged in full, so memory is measured the "
+                             "same while a run takes minutes, not an hour, on a shared CPU (default: all)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args(argv)
     work = args.work or Path(tempfile.mkdtemp(prefix="dar-mmsa-memory-"))
     repo = args.repo.resolve()
     gb = 1 << 30
     floor = peak_rss(_IMPORT, repo=repo)
-    print(f"repo {repo}\nimport dar_mmsa + torch: peak RSS {floor / gb:.2f} GB")
+    print(f"repo {repo}\nbatches per pass: {args.batches or 'all'}\nimport dar_mmsa + torch: peak RSS {floor / gb:.2f} GB")
     print(f"{'scale':>5}  {'model':<5}  {'pickle GB':>9}  {'peak GB':>7}  {'above floor GB':>14}  {'ratio':>5}")
     rows = []
     for scale in args.scales:
@@ -78,7 +90,7 @@ def main(argv=None) -> int:
         size = pkl.stat().st_size
         for model in args.models:
             out = work / f"results-{scale:g}-{model}"
-            peak = peak_rss(_RUN, model, str(root), str(out), repo=repo)
+            peak = peak_rss(_RUN, model, str(root), str(out), str(args.batches or 0), repo=repo)
             ratio = (peak - floor) / size
             rows.append({"scale": scale, "model": model, "pickle_bytes": size, "peak_rss_bytes": peak,
                          "floor_rss_bytes": floor, "ratio": round(ratio, 3)})

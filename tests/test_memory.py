@@ -156,13 +156,27 @@ def test_feature_cache_maps_the_same_arrays_once_per_host(small_mosi_root, tiny_
         assert isinstance(base, np.memmap)  # backed by the page cache, shared between processes
 
 
+def test_synthetic_files_are_the_same_bytes_as_before(tmp_path):
+    from dar_mmsa.data.features import fingerprint
+    from dar_mmsa.data.synthetic import write_synthetic
+
+    # written by the generator before it pickled arrays from their own memory (commit 0226e67)
+    expected = {("mosei", False): "c439e5ac0e1fb2143c54f814e43f1fa040fe48a0509cb21e132762f0d48724a8",
+                ("mosei", True): "dda60b8c6b13fc6aca3d3e2837025613254fc37d037e86e74664661c32c35957",
+                ("mosi", False): "017b07286275543e93497b161ddb853a0a61f42465083749c87f77bc9a3d8d95",
+                ("mosi", True): "50c221611d08574933fbc01f3af859f48cb8a402be148508cb1f313884944a00"}
+    written = write_synthetic(tmp_path, datasets=("mosi", "mosei"), scale=0.01, seed=3)
+    assert {key: fingerprint(path) for key, path in written.items()} == \
+        {key: f"sha256:{digest}" for key, digest in expected.items()}
+
+
 def test_corruption_into_a_buffer_equals_new_arrays():
     from dar_mmsa.benchmark.evaluate import corruption_buffer, damage
     from dar_mmsa.benchmark.grid import conditions_for
     from dar_mmsa.data.synthetic import _make_base, _make_tables, _split_items
 
     base, tables = _make_base("mosi", "test", 12, 0), _make_tables("mosi", 0)
-    split = dict(_split_items(base, tables, "mosi", False, 0))
+    split = {k: v.build() if hasattr(v, "build") else v for k, v in _split_items(base, tables, "mosi", False, 0)}
 
     class Dataset:
         text, audio, vision = split["text_bert"], split["audio"], split["vision"]

@@ -32,6 +32,7 @@ from ..data.corruption import MODALITIES, corrupt_arrays, drop_arrays, random_pr
 from .grid import Condition
 
 EXPERTS = ("P_l", "P_a", "P_v", "S_l", "S_a", "S_v")
+_CHUNK_BYTES = 32 << 20  # inputs damaged per step: the temporary tensors stay this small
 
 
 def test_split(dataset) -> Dict[str, np.ndarray]:
@@ -54,14 +55,15 @@ def damage(split: Dict[str, np.ndarray], condition: Condition, seed: int, *, wit
            out: Optional[Dict[str, np.ndarray]] = None) -> dict:
     """Apply one condition to a split: ``text_bert``/``audio``/``vision`` (new, or written into
     ``out``) + ``*_keep`` masks."""
+    chunk = max(1, _CHUNK_BYTES // max(1, sum(split[k][:1].nbytes for k in ("text_bert", "audio", "vision"))))
     if condition.protocol == "intra":
         rates = dict(zip(MODALITIES, condition.rates))
-        return corrupt_arrays(split, rate=rates, seed=seed, return_masks=with_masks, out=out)
+        return corrupt_arrays(split, rate=rates, seed=seed, return_masks=with_masks, out=out, chunk=chunk)
     if condition.protocol == "subset":
         present = np.asarray(condition.present, dtype=bool)
     else:
         present = random_presence(seed, np.arange(len(split["text_bert"])), condition.rates[0])
-    out = drop_arrays(split, present=present, return_masks=with_masks, out=out)
+    out = drop_arrays(split, present=present, return_masks=with_masks, out=out, chunk=chunk)
     out["present"] = np.broadcast_to(present.reshape(-1, 3), (len(split["text_bert"]), 3))
     return out
 

@@ -26,6 +26,7 @@ from ..data import feature_cache
 from ..registry import our_models
 from ..report.names import model_display_name
 from .evaluate import corruption_buffer, evaluate, supports_importance
+from .heap import bound_heap, trim_heap
 from .plan import Settings, WorkUnit
 from .store import ResultStore, write_atomic
 
@@ -109,6 +110,7 @@ class LoaderCache:
     def clear(self):
         self.key, self.loaders, self.args = None, None, None
         gc.collect()  # trainers and loaders can hold the arrays through reference cycles
+        trim_heap()
 
     def get(self, args):
         key = (args["model_name"], args["dataset_name"], str(args["featurePath"]), args.get("batch_size"))
@@ -189,6 +191,7 @@ def execute_unit(p: WorkUnit, settings: Settings, loaders_cache: LoaderCache, ve
 def execute_serial(planned: Sequence[WorkUnit], settings: Settings, *, progress: bool, say) -> Tuple[int, int, List[str]]:
     from tqdm.auto import tqdm
 
+    bound_heap()  # freed batches go back to the system instead of growing the heap (see heap.py)
     versions, loaders_cache = library_versions(), LoaderCache()
     trained = evaluated = 0
     failures: List[str] = []
