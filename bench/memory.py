@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -90,6 +91,7 @@ def main(argv=None) -> int:
         size = pkl.stat().st_size
         for model in args.models:
             out = work / f"results-{scale:g}-{model}"
+            shutil.rmtree(out, ignore_errors=True)  # a stored run would be skipped, not measured
             peak = peak_rss(_RUN, model, str(root), str(out), str(args.batches or 0), repo=repo)
             ratio = (peak - floor) / size
             rows.append({"scale": scale, "model": model, "pickle_bytes": size, "peak_rss_bytes": peak,
