@@ -21,15 +21,20 @@ and works around MMSA's rough edges on CPU and current torch/transformers/numpy:
   ``t >= length`` and lengths clipped to T (LNLN's padding rule, ``dar_mmsa.data.padding``), also in
   TFR-Net's ``generate_m``;
 * MMSA's trainers report ``Loss`` as a mean of batch means: it is re-averaged over samples;
+* ``MMDataLoader`` unpickled its feature file once per split and copied every feature array
+  (``astype``): the file is loaded once (``dar_mmsa.data.feature_cache``), validated, and that
+  object is what MMSA's datasets read, sharing its arrays;
 * ``max_epochs`` in a config caps MMSA's own trainers (which otherwise only stop early).
 """
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import functools
 import importlib
 import logging
 import os
+import pickle
 from typing import Callable, Optional
 
 import numpy as np
@@ -109,15 +114,68 @@ def _atio_get_train(original):
     return getTrain
 
 
+class _SharedArray(np.ndarray):
+    """A view whose ``astype`` to its own dtype (and nothing else) is a plain view, not a copy.
+
+    MMSA's ``MMDataset`` casts every feature array with ``astype(np.float32)``, which copies even
+    float32 arrays: given these views, its datasets share the arrays we loaded and validated.
+    """
+
+    def astype(self, dtype, *args, **kwargs):
+        plain = self.view(np.ndarray)
+        if not args and not kwargs and np.dtype(dtype) == self.dtype:
+            return plain
+        return plain.astype(dtype, *args, **kwargs)
+
+
+_SHARED_KEYS = ("text_bert", "text", "audio", "vision")
+
+
+class _ServedPickle:
+    """``pickle`` as ``MMSA.data_loader`` sees it while our hook builds its datasets: loading the
+    feature file we already hold returns that object (its feature arrays as :class:`_SharedArray`
+    views) instead of unpickling it once per split; any other file is unpickled as usual."""
+
+    def __init__(self, path, data):
+        self.path = os.path.realpath(path)
+        self.data = {split: {key: value.view(_SharedArray) if key in _SHARED_KEYS and isinstance(value, np.ndarray)
+                             else value for key, value in items.items()}
+                     for split, items in data.items()}
+
+    def load(self, file, *args, **kwargs):
+        name = getattr(file, "name", None)
+        if isinstance(name, (str, bytes, os.PathLike)) and os.path.realpath(name) == self.path:
+            return self.data
+        return pickle.load(file, *args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(pickle, name)
+
+
+@contextlib.contextmanager
+def serving_features(path, data):
+    """While inside, MMSA's ``MMDataset`` reads ``path`` from ``data`` (no unpickling, no cast copies)."""
+    module = importlib.import_module("MMSA.data_loader")
+    original = module.pickle
+    module.pickle = _ServedPickle(path, data)
+    try:
+        yield
+    finally:
+        module.pickle = original
+
+
 def _data_loader(original):
     @functools.wraps(original)
     def MMDataLoader(args, num_workers=4):
-        from .data.features import load_features
+        from .data.feature_cache import load_for_run
 
-        load_features(args["featurePath"], args["dataset_name"], aligned=bool(args.get("need_data_aligned")),
-                      use_bert=bool(args.get("use_bert")))
-        loaders = original(args, num_workers)
+        path = args["featurePath"]
+        data = load_for_run(path, args["dataset_name"], aligned=bool(args.get("need_data_aligned")),
+                            use_bert=bool(args.get("use_bert")))
+        with serving_features(path, data):
+            loaders = original(args, num_workers)
         apply_padding(loaders)
+        del data  # what MMSA does not read (GloVe text with BERT, class labels) is freed here
         args["train_samples"] = len(loaders["train"].dataset)
         return loaders
 

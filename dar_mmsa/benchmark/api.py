@@ -129,7 +129,7 @@ def run(models: Optional[Sequence[str]] = None, datasets: Sequence[str] = ("mosi
         planned = plan(settings)
         if synthetic_scale is not None:
             write_synthetic_data(settings.data_root, settings.datasets, synthetic_scale)
-        check_data(planned)
+        check_data(planned, keep_first=backend_options.backend == "serial")  # Ray workers load their own
         check_store(settings, planned, eval_only)
         executor.start(settings)
         execution = executor.run(planned, settings, progress=progress, say=say)

@@ -36,6 +36,7 @@ from ..data.corruption import MODALITIES, corrupt_arrays, drop_arrays, random_pr
 from .grid import Condition
 
 EXPERTS = ("P_l", "P_a", "P_v", "S_l", "S_a", "S_v")
+_CHUNK_BYTES = 32 << 20  # inputs damaged per step: the temporary tensors stay this small
 
 
 def test_split(dataset) -> Dict[str, np.ndarray]:
@@ -47,31 +48,42 @@ def test_split(dataset) -> Dict[str, np.ndarray]:
     return split
 
 
-def damage(split: Dict[str, np.ndarray], condition: Condition, seed: int, *, with_masks: bool = False) -> dict:
-    """Apply one condition to a split: new ``text_bert``/``audio``/``vision`` (+ ``*_keep`` masks)."""
+def corruption_buffer(dataset) -> Dict[str, np.ndarray]:
+    """float32 arrays shaped like a test dataset's inputs, for every condition of a run to damage
+    in turn (``out=``): one damaged copy of the test split per run, not one per condition."""
+    return {key: np.empty(np.shape(getattr(dataset, attr)), dtype=np.float32)
+            for key, attr in (("text_bert", "text"), ("audio", "audio"), ("vision", "vision"))}
+
+
+def damage(split: Dict[str, np.ndarray], condition: Condition, seed: int, *, with_masks: bool = False,
+           out: Optional[Dict[str, np.ndarray]] = None) -> dict:
+    """Apply one condition to a split: ``text_bert``/``audio``/``vision`` (new, or written into
+    ``out``) + ``*_keep`` masks."""
     if condition.protocol == "intra" and condition.masks == "lnln":
         from ..data.lnln_masks import lnln_corrupt_arrays
 
         return lnln_corrupt_arrays(split, rates=condition.rates, return_masks=with_masks)
+    chunk = max(1, _CHUNK_BYTES // max(1, sum(split[k][:1].nbytes for k in ("text_bert", "audio", "vision"))))
     if condition.protocol == "intra":
         rates = dict(zip(MODALITIES, condition.rates))
-        return corrupt_arrays(split, rate=rates, seed=seed, return_masks=with_masks)
+        return corrupt_arrays(split, rate=rates, seed=seed, return_masks=with_masks, out=out)
     if condition.protocol == "subset":
         present = np.asarray(condition.present, dtype=bool)
     else:
         present = random_presence(seed, np.arange(len(split["text_bert"])), condition.rates[0])
-    out = drop_arrays(split, present=present, return_masks=with_masks)
+    out = drop_arrays(split, present=present, return_masks=with_masks, out=out, chunk=chunk)
     out["present"] = np.broadcast_to(present.reshape(-1, 3), (len(split["text_bert"]), 3))
     return out
 
 
-def damaged_dataset(dataset, condition: Condition, seed: int, *, data_missing: bool = False):
+def damaged_dataset(dataset, condition: Condition, seed: int, *, data_missing: bool = False,
+                    out: Optional[Dict[str, np.ndarray]] = None):
     """A shallow copy of MMSA's test dataset holding the damaged arrays (the original is untouched).
 
     With ``data_missing`` (TFR-Net) the damaged arrays go to ``text_m``/``audio_m``/``vision_m``
     and the kept positions to ``*_missing_mask``; otherwise they replace ``text``/``audio``/``vision``.
     """
-    damaged = damage(test_split(dataset), condition, seed, with_masks=data_missing)
+    damaged = damage(test_split(dataset), condition, seed, with_masks=data_missing, out=out)
     out = copy.copy(dataset)
     if data_missing:
         out.text_m, out.audio_m, out.vision_m = damaged["text_bert"], damaged["audio"], damaged["vision"]
@@ -180,14 +192,16 @@ def run_do_test(model, trainer, loader, dataset) -> tuple:
 
 
 def evaluate(model, trainer, dataset, condition: Condition, seed: int, *, batch_size: int, device,
-             data_missing: bool = False, with_importance: bool = True) -> Evaluation:
+             data_missing: bool = False, with_importance: bool = True,
+             out: Optional[Dict[str, np.ndarray]] = None) -> Evaluation:
     """Metrics and per-sample predictions of ``model`` on the test ``dataset`` damaged by
-    ``condition``, from one pass of the model's own ``do_test``.
+    ``condition``, from one pass of the model's own ``do_test``; the damaged inputs go into
+    ``out`` (:func:`corruption_buffer`) when given.
 
     ``with_importance`` is kept for callers of the old signature: importances are recorded
     whenever the model outputs them.
     """
-    damaged = damaged_dataset(dataset, condition, seed, data_missing=data_missing)
+    damaged = damaged_dataset(dataset, condition, seed, data_missing=data_missing, out=out)
     loader = DataLoader(damaged, batch_size=batch_size, shuffle=False, num_workers=0,
                         pin_memory=torch.device(device).type == "cuda")
     if hasattr(trainer, "args") and "test_missing_rate" in trainer.args:

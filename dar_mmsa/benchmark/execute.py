@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import gc
 import io
 import json
 import logging
@@ -26,7 +27,8 @@ import torch
 from .. import runner
 from ..registry import our_models
 from ..report.names import model_display_name
-from .evaluate import evaluate, supports_importance
+from .evaluate import corruption_buffer, evaluate, supports_importance
+from .heap import trim_heap
 from .predictions import write_predictions
 from .plan import Settings, WorkUnit
 from .grid import Condition, TrainingRun
@@ -99,7 +101,10 @@ def run_log(path: Path):
 
 
 class LoaderCache:
-    """MMSA's loaders of one (model, dataset), shared by its seeds (the data do not depend on the seed)."""
+    """MMSA's loaders of one (model, dataset), shared by its seeds (the data do not depend on the seed).
+
+    Holds one data set at a time: the previous one is freed (cycles collected) before the next loads.
+    """
 
     CARRIED = ("seq_lens", "feature_dims", "train_samples")
 
@@ -107,10 +112,15 @@ class LoaderCache:
         self.key, self.loaders, self.args = None, None, None
         self.num_workers, self.pin_memory = num_workers, pin_memory
 
+    def clear(self):
+        self.key, self.loaders, self.args = None, None, None
+        gc.collect()  # trainers and loaders can hold the arrays through reference cycles
+        trim_heap()
+
     def get(self, args):
         key = (args["model_name"], args["dataset_name"], str(args["featurePath"]), args.get("batch_size"))
         if key != self.key:
-            self.key, self.loaders, self.args = None, None, None  # free the previous data first
+            self.clear()
             self.loaders, self.args, self.key = runner.load_data(args, self.num_workers, self.pin_memory), args, key
         else:
             for name in self.CARRIED:
@@ -166,12 +176,13 @@ def execute_unit(p: WorkUnit, settings: Settings, loaders_cache: LoaderCache, ve
     data_missing = bool(args.get("data_missing"))
     with_importance = (run.model in our_models() and not data_missing and
                        supports_importance(model, torch.utils.data.DataLoader(test_set, batch_size=2), settings.device))
+    buffer = corruption_buffer(test_set)  # every condition damages the test inputs into this
     for condition in pending:
         status(f"eval {condition.label}")
         torch.manual_seed(run.seed)
         start = time.perf_counter()
         result = evaluate(model, trainer, test_set, condition, run.seed, batch_size=batch_size, device=settings.device,
-                          data_missing=data_missing, with_importance=with_importance)
+                          data_missing=data_missing, with_importance=with_importance, out=buffer)
         wall = time.perf_counter() - start
         importance_file = predictions_file = None
         if result.predictions is not None:

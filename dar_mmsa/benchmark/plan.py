@@ -147,13 +147,21 @@ def build_args(settings: Settings, model: str, dataset: str, seed: int, save_pat
     return args
 
 
-def data_description(args, dataset: str, checked: Dict[str, dict]) -> dict:
-    """Validate the feature pickle a run reads (once per file); returns path, fingerprint, synthetic."""
+def data_description(args, dataset: str, checked: Dict[str, dict], *, keep: bool = False) -> dict:
+    """Validate the feature pickle a run reads (once per file); returns path, fingerprint, synthetic.
+
+    With ``keep``, the validated data stay in memory for the next run to load (``feature_cache.keep``).
+    """
+    from ..data import feature_cache
     from ..data.features import fingerprint, load_features
 
     path = Path(args["featurePath"])
     if str(path) not in checked:
-        load_features(path, dataset, aligned=bool(args.get("need_data_aligned")), use_bert=bool(args.get("use_bert")))
+        aligned, use_bert = bool(args.get("need_data_aligned")), bool(args.get("use_bert"))
+        data = load_features(path, dataset, aligned=aligned, use_bert=use_bert)
+        if keep:
+            feature_cache.keep(path, dataset, aligned, use_bert, data)
+        del data
         checked[str(path)] = {"feature_path": str(path), "fingerprint": fingerprint(path),
                               "synthetic": is_synthetic(path.parents[2])}
     return checked[str(path)]
@@ -192,11 +200,17 @@ def plan(settings: Settings) -> List[WorkUnit]:
     return planned
 
 
-def check_data(planned: Sequence[WorkUnit]) -> None:
-    """Validate and fingerprint every feature pickle the runs read."""
+def check_data(planned: Sequence[WorkUnit], *, keep_first: bool = True) -> None:
+    """Validate and fingerprint every feature pickle the runs read (each unpickled once, one at a time).
+
+    With ``keep_first`` (the serial executor), the first run's file is validated last and kept in
+    memory for that run, which then does not unpickle it again; an executor that trains elsewhere
+    passes False.
+    """
     checked: Dict[str, dict] = {}
-    for p in planned:
-        p.data = data_description(p.args, p.run.dataset, checked)
+    first = str(planned[0].args["featurePath"]) if planned else None
+    for p in sorted(planned, key=lambda p: str(p.args["featurePath"]) == first):  # stable: the first's file last
+        p.data = data_description(p.args, p.run.dataset, checked, keep=keep_first and p is planned[0])
 
 
 def check_store(settings: Settings, planned: Sequence[WorkUnit], eval_only: bool) -> None:

@@ -307,6 +307,13 @@ def _check_out(out: Mapping[str, np.ndarray], split: Mapping[str, np.ndarray]) -
     return dict(out)
 
 
+def _outputs(split: Mapping[str, np.ndarray], out: Optional[Mapping[str, np.ndarray]]) -> dict:
+    """The float32 arrays a whole-split function writes into: ``out``'s (checked) or new ones."""
+    if out is None:
+        return {k: np.empty(np.shape(split[k]), dtype=np.float32) for k in _SPLIT_KEYS}
+    return _check_out(out, split)
+
+
 def corrupt_arrays(
     split: Mapping[str, np.ndarray],
     *,
@@ -331,10 +338,7 @@ def corrupt_arrays(
     """
     rates = rate if isinstance(rate, Mapping) else {m: rate for m in MODALITIES}
     n = len(split["text_bert"])
-    if out is None:
-        out = {k: np.empty(np.shape(split[k]), dtype=np.float32) for k in _SPLIT_KEYS}
-    else:
-        out = _check_out(out, split)
+    out = _outputs(split, out)
     text = out["text_bert"]
     if text is not split["text_bert"]:
         np.copyto(text, split["text_bert"], casting="unsafe")
@@ -440,13 +444,14 @@ def presence_keep_masks(text: torch.Tensor, audio: torch.Tensor, vision: torch.T
     return masks
 
 
-def drop_arrays(split: Mapping[str, np.ndarray], *, present, chunk: int = 1024, return_masks: bool = False) -> dict:
+def drop_arrays(split: Mapping[str, np.ndarray], *, present, chunk: int = 1024, return_masks: bool = False,
+                out: Optional[Mapping[str, np.ndarray]] = None) -> dict:
     """:func:`drop_modalities` over a whole split (``present``: (3,) or (N, 3) bool), like
-    :func:`corrupt_arrays`; with ``return_masks`` also the ``*_keep`` masks of
+    :func:`corrupt_arrays` (``out`` included); with ``return_masks`` also the ``*_keep`` masks of
     :func:`presence_keep_masks`."""
     n = len(split["text_bert"])
     present = np.broadcast_to(np.asarray(present, dtype=bool).reshape(-1, 3), (n, 3))
-    out = {k: np.empty_like(split[k], dtype=np.float32) for k in ("text_bert", "audio", "vision")}
+    out = _outputs(split, out)
     for start in range(0, n, chunk):
         sl = slice(start, min(n, start + chunk))
         tensors = [torch.from_numpy(np.asarray(split[k][sl], dtype=np.float32))

@@ -281,19 +281,27 @@ def warn_padding(data, path, aligned: bool) -> None:
             warnings.warn(message, DataWarning, stacklevel=3)
 
 
-def load_features(path, dataset: str, aligned: bool, use_bert: bool = True) -> dict:
-    """Load an MMSA feature pickle, validate it, warn about its padding (see the module docstring)
-    and zero audio ``-inf`` (with a warning)."""
+def prepare_features(data, path, dataset: str, aligned: bool, use_bert: bool = True) -> dict:
+    """Validate a loaded pickle and zero its audio ``-inf`` in place (with a warning); returns ``data``.
+
+    Works on the arrays as they are (chunk by chunk, no full copies), so the caller can hand the
+    same arrays on to MMSA.
+    """
     path = Path(path)
-    data = _read_pickle(path)
     validate_features(data, path, dataset, aligned, use_bert)
     warn_padding(data, path, bool(aligned))
     counts = zero_negative_inf(data)
     if sum(counts.values()):
         detail = ", ".join(f"{split}: {n}" for split, n in counts.items() if n)
         warnings.warn(f"{path}: replaced {sum(counts.values())} -inf audio values with 0 ({detail}), "
-                      f"as MMSA's loader does", DataWarning, stacklevel=2)
+                      f"as MMSA's loader does", DataWarning, stacklevel=3)
     return data
+
+
+def load_features(path, dataset: str, aligned: bool, use_bert: bool = True) -> dict:
+    """Load an MMSA feature pickle (one unpickling), validate it and zero audio ``-inf`` (with a warning)."""
+    path = Path(path)
+    return prepare_features(_read_pickle(path), path, dataset, aligned, use_bert)
 
 
 def fingerprint(path) -> str:

@@ -268,12 +268,12 @@ def _text_bert(base: _Base) -> np.ndarray:
     return out
 
 
-def _glove(base: _Base, tables: _Tables) -> np.ndarray:
-    """(N, TEXT_LEN, GLOVE_DIM) float32: one vector per word, zero rows after the last word."""
+def _glove(base: _Base, tables: _Tables, out: np.ndarray) -> np.ndarray:
+    """(N, TEXT_LEN, GLOVE_DIM) float32 into ``out``: one vector per word, zero rows after the last word."""
     words = np.zeros((base.size, TEXT_LEN), dtype=np.int64)
     words[:, :MAX_WORDS] = base.tokens[:, 1:1 + MAX_WORDS]
     words[words == SEP_ID] = PAD_ID
-    return tables.embedding[words]
+    return np.take(tables.embedding, words, axis=0, out=out)
 
 
 def _frame_means(base: _Base, tables: _Tables, modality: str, rng: np.random.Generator) -> np.ndarray:
@@ -291,12 +291,11 @@ def _frame_means(base: _Base, tables: _Tables, modality: str, rng: np.random.Gen
 
 
 def _frames(means: np.ndarray, lengths: np.ndarray, t_len: int, pool: np.ndarray,
-            rng: np.random.Generator) -> np.ndarray:
-    """(N, t_len, D) float32 frames: mean + pooled temporal noise, zero from ``lengths`` on."""
+            rng: np.random.Generator, out: np.ndarray) -> np.ndarray:
+    """(N, t_len, D) float32 frames into ``out``: mean + pooled temporal noise, zero from ``lengths`` on."""
     n, dim = means.shape
     offsets = rng.integers(0, len(pool) - t_len, n)
     signs = rng.choice(np.array([-1.0, 1.0], dtype=np.float32), (n, 1, dim))
-    out = np.empty((n, t_len, dim), dtype=np.float32)
     # Copying contiguous pool windows is several times faster than drawing fresh normals.
     for i, start in enumerate(offsets):
         out[i] = pool[start:start + t_len]
@@ -307,23 +306,63 @@ def _frames(means: np.ndarray, lengths: np.ndarray, t_len: int, pool: np.ndarray
 
 
 def _modality(base: _Base, tables: _Tables, dataset: str, aligned: bool, seed: int,
-              modality: str) -> np.ndarray:
-    """Audio or vision array of one split for one file kind."""
+              modality: str, out: np.ndarray) -> np.ndarray:
+    """Audio or vision array of one split for one file kind, into ``out``."""
     rng = _rng(seed, DATASETS.index(dataset), _STREAM_FRAMES, SPLITS.index(base.split),
                _MODALITY_KEY[modality], int(aligned))
     means = _frame_means(base, tables, modality, rng)
     t_len = SHAPES[(dataset, aligned)][modality][0]
     lengths = base.n_words + 2 if aligned else base.unaligned_lengths[modality]
     scale = FRAME_NOISE[modality]
-    return _frames(means, lengths, t_len, tables.pool[modality] * scale, rng)
+    return _frames(means, lengths, t_len, tables.pool[modality] * scale, rng, out)
+
+
+# Below this size an array is pickled as numpy does; ``bytes`` objects that small may be shared.
+_MIN_BYTES_BACKED = 1 << 16
+
+
+def _bytes_backed(shape, dtype) -> np.ndarray:
+    """A zeroed, writable array whose memory is a new ``bytes`` object of its size.
+
+    numpy's own unpickling builds arrays this way (``ndarray.__setstate__`` over the bytes it
+    read). Its pickle state can then be that very object, where ``ndarray.__reduce__`` would
+    first copy the array into new bytes: writing a file holds each array once, not twice. The
+    bytes object is private to the array and never hashed, so filling it in place is safe.
+    """
+    dtype = np.dtype(dtype)
+    raw = bytes(int(np.prod(shape)) * dtype.itemsize)
+    arr = np.ndarray.__new__(np.ndarray, (0,), np.uint8)
+    arr.__setstate__((1, tuple(shape), dtype, False, raw))
+    return arr
+
+
+class _Built:
+    """An array built by ``fill(out)`` only when the pickler reaches it, pickled exactly as numpy
+    pickles a C-contiguous array (protocol < 5) but from its own memory (see :func:`_bytes_backed`)."""
+
+    def __init__(self, shape, fill, dtype=np.float32):
+        self.shape, self.fill, self.dtype = tuple(shape), fill, np.dtype(dtype)
+
+    def build(self) -> np.ndarray:
+        return self.fill(np.empty(self.shape, self.dtype))
+
+    def __reduce__(self):
+        if int(np.prod(self.shape)) * self.dtype.itemsize < _MIN_BYTES_BACKED:
+            return self.build().__reduce__()
+        arr = _bytes_backed(self.shape, self.dtype)
+        self.fill(arr)
+        reconstruct, args, _ = np.empty(0, self.dtype).__reduce__()
+        return reconstruct, args, (1, self.shape, self.dtype, False, arr.base)
 
 
 def _split_items(base: _Base, tables: _Tables, dataset: str, aligned: bool, seed: int):
-    """Yield (key, array) of one split, building each array only when the pickler asks for it."""
+    """Yield (key, array or :class:`_Built`) of one split: the big arrays are built only when the
+    pickler asks for them, and released once written."""
     yield "text_bert", _text_bert(base)
-    yield "text", _glove(base, tables)
-    yield "audio", _modality(base, tables, dataset, aligned, seed, "audio")
-    yield "vision", _modality(base, tables, dataset, aligned, seed, "vision")
+    yield "text", _Built((base.size, TEXT_LEN, GLOVE_DIM), lambda out: _glove(base, tables, out))
+    for m in ("audio", "vision"):
+        yield m, _Built((base.size, *SHAPES[(dataset, aligned)][m]),
+                        lambda out, m=m: _modality(base, tables, dataset, aligned, seed, m, out))
     if not aligned:
         yield "audio_lengths", base.unaligned_lengths["audio"].copy()
         yield "vision_lengths", base.unaligned_lengths["vision"].copy()

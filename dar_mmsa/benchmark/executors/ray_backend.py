@@ -85,6 +85,12 @@ def run_unit_task(unit, settings, threads: int, cwd: str) -> UnitOutcome:
     _enter(cwd)
     torch.set_num_threads(threads)
     if _WORKER_LOADERS is None:
+        from ...data.feature_cache import ENV_FEATURE_CACHE
+        from ..heap import bound_heap
+
+        bound_heap()
+        # workers of one host map one copy of each feature file (data/feature_cache.py)
+        os.environ.setdefault(ENV_FEATURE_CACHE, os.path.join(tempfile.gettempdir(), "dar_mmsa-feature-cache"))
         _WORKER_LOADERS = LoaderCache(settings.loader_workers, pin_memory=settings.device.type == "cuda")
     status = _test_kill_status(unit.run.run_id) if os.environ.get(HOOKS_ENV) else (lambda stage: None)
     return run_unit(unit, settings, _WORKER_LOADERS, library_versions(), status)
