@@ -110,6 +110,15 @@ class Execution:
     already_done: int = 0
     wall_s: float = 0.0
 
+    def record(self, outcome, bar, say) -> None:
+        """Count one finished unit's outcome (``execute.UnitOutcome``) and show it on ``bar``."""
+        self.trained += outcome.trained
+        self.evaluated += outcome.evaluated
+        if outcome.failure:
+            self.failures.append(outcome.failure)
+            bar.say(say, outcome.failure)
+        bar.ended(failed=outcome.failure is not None)
+
     def describe(self) -> str:
         ran = self.units - self.already_done
         return (f"backend {self.backend}: {ran - len(self.failures)} of {ran} run(s) finished, "

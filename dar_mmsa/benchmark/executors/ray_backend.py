@@ -222,13 +222,7 @@ class RayExecutor(Executor):
                     ready, _ = ray.wait(list(self._in_flight), num_returns=1, timeout=1.0)
                     for ref in ready:
                         unit = self._in_flight.pop(ref)
-                        outcome = self._outcome(ray, ref, unit, settings)
-                        execution.trained += outcome.trained
-                        execution.evaluated += outcome.evaluated
-                        if outcome.failure:
-                            execution.failures.append(outcome.failure)
-                            bar.say(say, outcome.failure)
-                        bar.ended(failed=outcome.failure is not None)
+                        execution.record(self._outcome(ray, ref, unit, settings), bar, say)
                     bar.bar.refresh()
             finally:
                 for ref in self._in_flight:  # interrupted: stop the units still running

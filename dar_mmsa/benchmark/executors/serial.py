@@ -34,12 +34,7 @@ class SerialExecutor(Executor):
                     bar.started()
                     outcome = run_unit(unit, settings, loaders_cache, versions,
                                        lambda stage, title=unit.run.title: bar.show_stage(title, stage))
-                    execution.trained += outcome.trained
-                    execution.evaluated += outcome.evaluated
-                    if outcome.failure:
-                        execution.failures.append(outcome.failure)
-                        bar.say(say, outcome.failure)
-                    bar.ended(failed=outcome.failure is not None)
+                    execution.record(outcome, bar, say)
                 execution.wall_s = bar.wall_s
         finally:
             torch.set_num_threads(previous_threads)
