@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from dar_mmsa.benchmark.grid import SUBSETS, Condition
-from dar_mmsa.data.corruption import (UNK_ID, corrupt_arrays, corrupt_batch, drop_arrays, expected_drop_fraction,
-                                      keep_masks, random_presence)
+from dar_mmsa.data.corruption import UNK_ID, corrupt_arrays, corrupt_batch, keep_masks
+from dar_mmsa.data.modality_drop import drop_arrays, expected_drop_fraction, random_presence
 from dar_mmsa.errors import ConfigError
 
 CLS, SEP = 101, 102

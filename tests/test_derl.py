@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from dar_mmsa.config import build_config
-from dar_mmsa.data.corruption import corrupt_batch, drop_modalities
+from dar_mmsa.data.corruption import corrupt_batch
+from dar_mmsa.data.modality_drop import drop_modalities
 from dar_mmsa.errors import ConfigError, DataError
 from dar_mmsa.models import derl_losses as L
 from dar_mmsa.models.derl import (DEFAULTS, DERL, EXPERT_NAMES, ConcatFusion, HybridExperts, ImportanceFusion,

@@ -32,7 +32,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from ..data.corruption import MODALITIES, corrupt_arrays, drop_arrays, random_presence
+from ..data.corruption import MODALITIES, corrupt_arrays
+from ..data.modality_drop import drop_arrays, random_presence
 from .grid import Condition
 
 EXPERTS = ("P_l", "P_a", "P_v", "S_l", "S_a", "S_v")

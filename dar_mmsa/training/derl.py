@@ -36,7 +36,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..data.corruption import MODALITIES, drop_modalities
+from ..data.corruption import MODALITIES
+from ..data.modality_drop import drop_modalities
 from ..errors import ConfigError
 from ..models.derl import _HYPERPARAMETERS as DERL_HYPERPARAMETERS
 from .base import Trainer, epoch_seed, unwrap
