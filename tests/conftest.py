@@ -39,6 +39,25 @@ def small_mosi_root(tmp_path_factory):
     return str(root)
 
 
+@pytest.fixture(scope="session")
+def learning_root(tmp_path_factory):
+    """MOSI synthetic pickles at 30% of the real split sizes (385/69/206): the learning tests' data."""
+    from dar_mmsa.data.synthetic import write_synthetic
+
+    root = tmp_path_factory.mktemp("learning-mosi")
+    write_synthetic(root, datasets=("mosi",), scale=0.3, seed=0)
+    return str(root)
+
+
+@pytest.fixture(scope="session")
+def small_bert(tmp_path_factory):
+    """A 1-layer, 64-wide random BERT: the learning tests' text encoder (the step is not all BERT)."""
+    from dar_mmsa.text_encoder import write_tiny_bert
+
+    return str(write_tiny_bert(tmp_path_factory.mktemp("bert64") / "bert", num_layers=1, hidden_size=64,
+                               num_heads=4, intermediate_size=64))
+
+
 @pytest.fixture
 def run_kwargs(tiny_bert, synthetic_root, tmp_path):
     """Keyword arguments for ``dar_mmsa.runner.build_args`` / ``run_once`` on the synthetic data."""

@@ -4,7 +4,6 @@ Slow-ish (one training run). Whether k > 0 makes DAR degrade less at test missin
 noisy to assert in this budget: ``bench/dar_missing_rate.py`` prints that comparison.
 """
 import numpy as np
-import pytest
 import torch
 
 from dar_mmsa import runner
@@ -12,23 +11,6 @@ from dar_mmsa import runner
 SMALL = dict(dim=32, aligned_len=16, encoder_heads=4, encoder_dim_head=8, encoder_mlp_dim=64, fusion_layers=1,
              fusion_heads=4, club_hidden=16, batch_size=32, learning_rate=1e-3, club_learning_rate=1e-3, dropout=0.0,
              max_epochs=6)
-
-
-@pytest.fixture(scope="module")
-def learning_root(tmp_path_factory):
-    from dar_mmsa.data.synthetic import write_synthetic
-
-    root = tmp_path_factory.mktemp("dar_learning")
-    write_synthetic(root, datasets=("mosi",), scale=0.3, seed=0)
-    return str(root)
-
-
-@pytest.fixture(scope="module")
-def small_bert(tmp_path_factory):
-    from dar_mmsa.text_encoder import write_tiny_bert
-
-    return str(write_tiny_bert(tmp_path_factory.mktemp("bert64") / "bert", num_layers=1, hidden_size=64,
-                               num_heads=4, intermediate_size=64))
 
 
 def test_short_training_beats_the_mean_predictor_on_validation(learning_root, small_bert, tmp_path):

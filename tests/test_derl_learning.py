@@ -15,7 +15,6 @@ at these settings (best validation epoch): spread 0.53 of the labels', MAE 0.83 
 predictor's; the recipe before: spread 0.003, MAE 1.00 of the mean predictor's.
 """
 import numpy as np
-import pytest
 import torch
 
 from dar_mmsa import runner
@@ -28,23 +27,6 @@ SMALL = dict(hidden_dim=32, encoder_depth=1, encoder_heads=2, encoder_mlp_dim=32
 OLD_RECIPE = dict(learning_rate=1e-4, bert_learning_rate=None, lr_schedule="constant", orth_weight=0.1,
                   uniform_initial_importance=False, position_init_std=1.0)
 MAE_MARGIN = 0.9  # the test MAE must be below 0.9 x the mean predictor's (measured: 0.83; before: 1.00)
-
-
-@pytest.fixture(scope="module")
-def learning_root(tmp_path_factory):
-    from dar_mmsa.data.synthetic import write_synthetic
-
-    root = tmp_path_factory.mktemp("derl_learning")
-    write_synthetic(root, datasets=("mosi",), scale=0.3, seed=0)
-    return str(root)
-
-
-@pytest.fixture(scope="module")
-def small_bert(tmp_path_factory):
-    from dar_mmsa.text_encoder import write_tiny_bert
-
-    return str(write_tiny_bert(tmp_path_factory.mktemp("bert64") / "bert", num_layers=1, hidden_size=64,
-                               num_heads=4, intermediate_size=64))
 
 
 def train_and_predict(root, bert, tmp_path, **recipe):

@@ -107,26 +107,14 @@ def keep_masks_torch(
     return masks
 
 
-def keep_masks(
-    text: torch.Tensor,
-    audio: torch.Tensor,
-    vision: torch.Tensor,
-    *,
-    rate: Union[Rate, Mapping[str, Rate]],
-    seed: int,
-    sample_index,
-    audio_lengths=None,
-    vision_lengths=None,
-) -> dict:
+def keep_masks(text: torch.Tensor, audio: torch.Tensor, vision: torch.Tensor, **options) -> dict:
     """The kept positions ``{"text": (B, L), "audio": (B, T_a), "vision": (B, T_v)}`` (bool arrays).
 
     True where a position is real and survives the corruption: for text that includes [CLS] and
-    the last real token, which are always kept. Padding is never kept. Same arguments as
-    :func:`corrupt_batch`.
+    the last real token, which are always kept. Padding is never kept. Same keyword arguments as
+    :func:`corrupt_batch` (``rate``, ``seed``, ``sample_index``, ``audio_lengths``, ``vision_lengths``).
     """
-    masks = keep_masks_torch(text, audio, vision, rate=rate, seed=seed, sample_index=sample_index,
-                             audio_lengths=audio_lengths, vision_lengths=vision_lengths)
-    return {name: mask.cpu().numpy() for name, mask in masks.items()}
+    return {name: mask.cpu().numpy() for name, mask in keep_masks_torch(text, audio, vision, **options).items()}
 
 
 def corrupt_batch(
