@@ -93,6 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
                                  "ablations (paper Table 2); train-rate: DAR trained at k = 0.0 ... 0.8 (Table 3); "
                                  "recipe: DAR's old training recipe against the new; experiments default to "
                                  "--models dar and write <experiment table>.csv/.tex")
+    experiment.add_argument("--variants", nargs="+", metavar="KEY",
+                            help="only these variants of the experiment (ablation: wo-sim wo-diff wo-sim-diff "
+                                 "wo-recon wo-boot full; train-rate: k0.0 k0.2 k0.4 k0.6 k0.8; recipe: old new), "
+                                 "e.g. to run or report part of a table")
     speed = parser.add_argument_group("speed")
     speed.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"),
                        help="autocast precision of dar_mmsa's models (fp16: CUDA only, with loss scaling; "
@@ -183,7 +187,7 @@ def main(argv=None) -> int:
                          progress=not args.no_progress, masks=args.masks,
                          backend=args.backend, jobs=args.jobs, cpus_per_run=args.cpus_per_run,
                          gpus_per_run=args.gpus_per_run, ray_address=args.ray_address, max_retries=args.max_retries,
-                         experiment=args.experiment, precision=args.precision,
+                         experiment=args.experiment, variants=args.variants, precision=args.precision,
                          eval_batch_size=args.eval_batch_size, loader_workers=args.loader_workers)
     except DarMmsaError as exc:
         print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)

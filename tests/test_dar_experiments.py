@@ -71,6 +71,20 @@ def test_rerun_trains_nothing_and_full_reuses_a_table1_training(ablation):
     assert (result.root / "table1.csv").is_file()
 
 
+def test_variants_select_part_of_a_table_from_the_same_store(ablation):
+    result, kwargs = ablation
+    part = run(**dict(kwargs, variants=["full", "wo-diff"]))  # the experiment's order, not the given one
+    assert (part.trained, part.evaluated) == (0, 0)
+    table = pd.read_csv(part.root / "table2_ablation.csv")
+    assert list(table["display_name"]) == ["w/o L_diff", "full"]
+    whole = pd.read_csv(result.root / "table2_ablation_per_rate.csv")
+    assert table.iloc[1]["MAE"] == pytest.approx(whole[whole["display_name"] == "full"]["MAE_mean"].mean())
+    with pytest.raises(ConfigError, match="--variants k0.2: not a variant of --experiment ablation; choose from wo-sim"):
+        run(**dict(kwargs, variants=["k0.2"]))
+    with pytest.raises(ConfigError, match="Table 1 has none"):
+        run(**dict(kwargs, experiment="table1", variants=["full"]))
+
+
 def test_experiments_refuse_models_without_their_switches(small_mosi_root, tiny_bert, tmp_path):
     with pytest.raises(ConfigError, match="use_sim_loss.*--models dar"):
         run(experiment="ablation", models=["misa"], seeds=[1111], rates=[0.0], data_root=small_mosi_root,

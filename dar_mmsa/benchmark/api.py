@@ -21,7 +21,7 @@ from typing import Mapping, Optional, Sequence
 from ..errors import ConfigError
 from ..registry import DATASETS, ENV_DATA_ROOT, check_dataset
 from .executors import BackendOptions, make_executor
-from .experiments import get_experiment
+from .experiments import get_experiment, select_variants
 from .grid import DEFAULT_DROP_RATES, DEFAULT_RATES, DEFAULT_SEEDS, conditions_for, parse_rates_per_modality
 from .plan import (DEFAULT_MODELS, check_speed, QUICK_MODELS, QUICK_OVERRIDES, QUICK_SEEDS, Settings, check_data, check_models,
                    check_seeds, check_store, default_name, is_synthetic, plan, prepare_inputs, write_synthetic_data)
@@ -38,6 +38,7 @@ def run(models: Optional[Sequence[str]] = None, datasets: Sequence[str] = ("mosi
         out="results", name: Optional[str] = None, quick: bool = False, eval_only: bool = False, config_file=None,
         overrides: Optional[Mapping] = None, with_reported: bool = False, progress: bool = True,
         say=None, masks: str = "ours", analysis: Optional[Mapping] = None, experiment: str = "table1",
+        variants: Optional[Sequence[str]] = None,
         backend: str = "serial", jobs: Optional[int] = None, cpus_per_run: Optional[float] = None,
         gpus_per_run: Optional[float] = None, ray_address: Optional[str] = None,
         max_retries: Optional[int] = None, precision: str = "fp32", eval_batch_size: Optional[int] = None,
@@ -74,6 +75,7 @@ def run(models: Optional[Sequence[str]] = None, datasets: Sequence[str] = ("mosi
         experiment: ``table1`` (default), or one of the DAR paper's experiments run as training
             variants (``ablation`` = Table 2, ``train-rate`` = Table 3, ``recipe``; see
             :mod:`dar_mmsa.benchmark.experiments`); their models default to ``dar``.
+        variants: the experiment's variant keys to plan (default: all), e.g. ``("wo-diff", "full")``.
         precision: ``fp32``, ``bf16`` or ``fp16`` (CUDA) autocast for dar_mmsa's models (MMSA's
             train in fp32); part of the training config hash unless fp32.
         eval_batch_size: batch size of the test evaluations (default: the training batch size).
@@ -82,7 +84,7 @@ def run(models: Optional[Sequence[str]] = None, datasets: Sequence[str] = ("mosi
     Raises ``DarMmsaError`` (one line) for any bad input, before anything is trained.
     """
     say = say or (lambda message: print(message, file=sys.stderr))
-    chosen = get_experiment(experiment)
+    chosen = select_variants(get_experiment(experiment), variants)
     models = models or chosen.default_models
     if quick:
         models = models or QUICK_MODELS

@@ -14,7 +14,7 @@ Table 1 training stored under the same results name.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Mapping, Optional, Sequence, Tuple
 
 from ..errors import ConfigError
@@ -98,6 +98,22 @@ def get_experiment(name: str) -> Experiment:
     return EXPERIMENTS[name]
 
 
+def select_variants(experiment: Experiment, keys: Optional[Sequence[str]]) -> Experiment:
+    """``experiment`` restricted to the variants named in ``keys`` (in the experiment's order), e.g. to
+    run or report part of Table 2 while the rest is still training; ``None`` keeps them all."""
+    if keys is None:
+        return experiment
+    if experiment.is_table1:
+        raise ConfigError("--variants selects variants of --experiment ablation, train-rate or recipe; "
+                          "Table 1 has none")
+    known = [v.key for v in experiment.variants]
+    unknown = [k for k in keys if k not in known]
+    if unknown or not keys:
+        raise ConfigError(f"--variants {' '.join(unknown) or '(none)'}: not a variant of --experiment "
+                          f"{experiment.name}; choose from {' '.join(known)}")
+    return replace(experiment, variants=tuple(v for v in experiment.variants if v.key in keys))
+
+
 def check_applicable(experiment: Experiment, model: str, args: Mapping) -> None:
     """Every key a variant overrides must be one of the model's config keys."""
     for variant in experiment.variants:
@@ -119,4 +135,4 @@ def variant_overrides(overrides: Mapping, variant: Optional[Variant]) -> dict:
 
 
 __all__ = ["Variant", "Experiment", "EXPERIMENTS", "NAMES", "TRAIN_RATES", "get_experiment", "check_applicable",
-           "variant_overrides", "variants_of"]
+           "select_variants", "variant_overrides", "variants_of"]
