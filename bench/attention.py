@@ -3,8 +3,8 @@
 ``F.scaled_dot_product_attention``, in one process.
 
 "Before" is the hand-written attention the models used until now (``softmax(q k^T) v`` with the
-T x T weights materialised and dropout applied to them), restated here and swapped in for the
-step; "after" is ``dar_mmsa.models.layers`` as it is. Both start from the same weights and the
+T x T weights materialised and dropout applied to them), restated in ``tests/attention_reference.py``
+and swapped in for the step; "after" is ``dar_mmsa.models.layers`` as it is. Both start from the same weights and the
 same batch: 64 samples of synthetic MOSI with MOSI's unaligned shapes (text 50 tokens, audio
 375 x 5, vision 500 x 20) through each model's own trainer (``train_step``: corruption, forward,
 losses, backward, optimizer step), with a 1-layer random BERT so that the step is not all BERT.
@@ -26,48 +26,17 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-
-
-# ----------------------------------------------------------------------------- the previous attention
-def old_multihead_attention(q, k, v, heads):
-    import torch
-
-    b, tq, inner = q.shape
-    dh = inner // heads
-
-    def split(x):
-        return x.view(b, x.shape[1], heads, dh).transpose(1, 2)
-
-    weights = torch.softmax(split(q) @ split(k).transpose(-1, -2) * dh**-0.5, dim=-1)
-    return (weights @ split(v)).transpose(1, 2).reshape(b, tq, inner)
-
-
-def old_mult_forward(self, q, k, v, mask=None):
-    import torch
-    import torch.nn.functional as F
-
-    tq, b, d = q.shape
-    wq, wk, wv = self.in_proj_weight.chunk(3)
-    bq, bk, bv = self.in_proj_bias.chunk(3)
-
-    def heads(x, w, bias):
-        return F.linear(x, w, bias).reshape(x.shape[0], b * self.heads, self.head_dim).transpose(0, 1)
-
-    q, k, v = heads(q, wq, bq) * self.scale, heads(k, wk, bk), heads(v, wv, bv)
-    logits = q @ k.transpose(1, 2)
-    if mask is not None:
-        logits = logits + mask
-    weights = torch.softmax(logits.float(), dim=-1).type_as(logits)
-    weights = F.dropout(weights, p=self.attn_dropout, training=self.training)
-    return self.out_proj((weights @ v).transpose(0, 1).reshape(tq, b, d))
+sys.path.insert(0, str(REPO / "tests"))  # attention_reference: the previous attention, restated
 
 
 @contextlib.contextmanager
 def previous_attention():
+    from attention_reference import reference_mult_forward, reference_multihead_attention
+
     from dar_mmsa.models import layers
 
     saved = layers.multihead_attention, layers.MulTAttention.forward
-    layers.multihead_attention, layers.MulTAttention.forward = old_multihead_attention, old_mult_forward
+    layers.multihead_attention, layers.MulTAttention.forward = reference_multihead_attention, reference_mult_forward
     try:
         yield
     finally:
