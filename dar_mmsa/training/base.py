@@ -119,8 +119,12 @@ class Trainer:
         pred = self.predict(model, batch)
         loss = self.criterion(pred, batch["labels"])
         self.backward(loss)
+        self.clip(model, optimizer)
         self.step(optimizer)
         return pred.detach(), loss.item()
+
+    def clip(self, model: nn.Module, optimizer) -> None:
+        """Between backward and the step of :meth:`train_step`: nothing by default."""
 
     # ------------------------------------------------------------------ precision
     def backward(self, loss: torch.Tensor) -> None:

@@ -7,7 +7,7 @@ scheduler; early stopping on the validation L1 after ``early_stop`` (8) epochs w
 """
 from __future__ import annotations
 
-from typing import Dict, List, Tuple
+from typing import Dict, List
 
 import torch
 from torch import nn
@@ -55,13 +55,6 @@ class CENETTrainer(Trainer):
         return [torch.optim.Adam(groups, lr=float(self.args["learning_rate"]),
                                  eps=float(self.args.get("adam_epsilon") or 1e-8))]
 
-    def train_step(self, model: nn.Module, batch: Dict, optimizers) -> Tuple[torch.Tensor, float]:
-        (optimizer,) = optimizers
-        optimizer.zero_grad()
-        pred = self.predict(model, batch)
-        loss = self.criterion(pred, batch["labels"])
-        self.backward(loss)
+    def clip(self, model: nn.Module, optimizer) -> None:
         self.unscale(optimizer)
         clip_gradients((p for p in model.parameters() if p.grad is not None), self.max_grad_norm)
-        self.step(optimizer)
-        return pred.detach(), loss.item()
