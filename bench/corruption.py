@@ -157,7 +157,8 @@ def main(argv=None) -> int:
 
     import torch
 
-    from dar_mmsa.data.corruption import corrupt_arrays, position_bits, position_bits_torch
+    from dar_mmsa.data.corruption import corrupt_arrays
+    from dar_mmsa.data.mask_hash import position_bits, position_bits_torch
 
     torch.set_num_threads(1)
     keys = ("text_bert", "audio", "vision")

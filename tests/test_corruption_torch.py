@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from dar_mmsa.data import corruption as C
+from dar_mmsa.data import mask_hash as H
 from test_corruption import make_split
 
 G, M1, M2 = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
@@ -62,11 +63,11 @@ def test_hash_bits_unchanged_numpy_and_torch(seed):
     index = np.array([0, 1, 2, 385, 4658, 10**9, -1])
     for m in C.MODALITIES:
         expected = old_bits(seed, m, index, 61)
-        assert np.array_equal(C.position_bits(seed, m, index, 61), expected)
-        got = C.position_bits_torch(seed, m, torch.as_tensor(index), 61, "cpu")
+        assert np.array_equal(H.position_bits(seed, m, index, 61), expected)
+        got = H.position_bits_torch(seed, m, torch.as_tensor(index), 61, "cpu")
         assert got.dtype == torch.int64
         assert np.array_equal(got.numpy().view(np.uint64), expected)
-        assert np.array_equal(C.position_uniforms(seed, m, index, 61), old_uniforms(seed, m, index, 61))
+        assert np.array_equal(H.position_uniforms(seed, m, index, 61), old_uniforms(seed, m, index, 61))
 
 
 def test_integer_threshold_equals_the_float_comparison_at_the_boundaries():
@@ -78,9 +79,9 @@ def test_integer_threshold_equals_the_float_comparison_at_the_boundaries():
                             np.nextafter(picked, 0), np.nextafter(picked, 1)])
     for r in rates:
         old = u > r
-        assert np.array_equal(C._hash_keep(bits, C.rate_thresholds(r, 64)), old), r
+        assert np.array_equal(H._hash_keep(bits, H.rate_thresholds(r, 64)), old), r
         torch_bits = torch.from_numpy(bits.view(np.int64).copy())
-        assert np.array_equal(C._hash_keep_torch(torch_bits, r).numpy(), old), r
+        assert np.array_equal(H._hash_keep_torch(torch_bits, r).numpy(), old), r
 
 
 @pytest.mark.parametrize("rate", [0.0, 0.3, 1.0, "per-sample", "per-modality"])
@@ -152,8 +153,8 @@ def test_cuda_masks_and_batches_equal_cpu():
     split = make_split(n=70, seed=7)
     for seed in SEEDS:
         for m in C.MODALITIES:
-            cpu = C.position_bits_torch(seed, m, np.arange(70), 53, "cpu")
-            cuda = C.position_bits_torch(seed, m, np.arange(70), 53, "cuda")
+            cpu = H.position_bits_torch(seed, m, np.arange(70), 53, "cpu")
+            cuda = H.position_bits_torch(seed, m, np.arange(70), 53, "cuda")
             assert torch.equal(cuda.cpu(), cpu)
     rate = {"text": 0.4, "audio": np.linspace(0, 1, 70), "vision": 0.6}
     kwargs = dict(rate=rate, seed=3, sample_index=torch.arange(70), audio_lengths=split["audio_lengths"],

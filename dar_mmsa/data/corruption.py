@@ -18,8 +18,7 @@ from typing import Mapping, Optional, Union
 import numpy as np
 import torch
 
-from .mask_hash import (Rate, _block, _hash_keep, _hash_keep_torch, _rate_column, hashed_keep,  # noqa: F401
-                        position_bits, position_bits_torch, position_uniforms, rate_thresholds)
+from .mask_hash import Rate, _block, _hash_keep_torch, _rate_column, hashed_keep, position_bits_torch
 
 UNK_ID = 100
 MODALITIES = ("text", "audio", "vision")

@@ -10,6 +10,12 @@ from .corruption import MODALITIES, _keep_cls_sep, _outputs, corrupt_text, frame
 from .mask_hash import _rate_column, position_uniforms
 
 
+def _presence(present, batch: int) -> np.ndarray:
+    """``present`` ((3,) or (B, 3), bool array or tensor) as a (B, 3) bool array."""
+    present = np.asarray(present.cpu() if isinstance(present, torch.Tensor) else present, dtype=bool)
+    return np.broadcast_to(present.reshape(-1, 3), (batch, 3))
+
+
 def drop_modalities(text: torch.Tensor, audio: torch.Tensor, vision: torch.Tensor, present):
     """Inter-modal missingness: remove whole modalities per sample.
 
@@ -17,9 +23,8 @@ def drop_modalities(text: torch.Tensor, audio: torch.Tensor, vision: torch.Tenso
     [CLS] and the last real token ([SEP]), every other real token becoming [UNK]; absent audio or
     vision becomes all zeros. Present modalities are returned unchanged.
     """
-    present = np.asarray(present.cpu() if isinstance(present, torch.Tensor) else present, dtype=bool)
     batch = text.shape[0]
-    present = np.broadcast_to(present.reshape(-1, 3), (batch, 3))
+    present = _presence(present, batch)
     text_m = corrupt_text(text, text_real_positions(text) & present[:, :1])
     audio_m, vision_m = (x.masked_fill(torch.from_numpy(~present[:, col].copy()).to(x.device)[:, None, None], 0.0)
                          for col, x in ((1, audio), (2, vision)))
@@ -31,9 +36,8 @@ def presence_keep_masks(text: torch.Tensor, audio: torch.Tensor, vision: torch.T
     """Kept real positions under :func:`drop_modalities` (same format as :func:`keep_masks`):
     all real positions of a present modality; [CLS] and [SEP] of an absent text; nothing of an
     absent audio or vision."""
-    present = np.asarray(present.cpu() if isinstance(present, torch.Tensor) else present, dtype=bool)
     batch = text.shape[0]
-    present = np.broadcast_to(present.reshape(-1, 3), (batch, 3))
+    present = _presence(present, batch)
     text_real = text_real_positions(text)
     text_length = text_real.sum(axis=1)
     masks = {"text": _keep_cls_sep(text_real & present[:, :1], text_real)}
@@ -49,7 +53,7 @@ def drop_arrays(split: Mapping[str, np.ndarray], *, present, chunk: int = 1024, 
     :func:`corrupt_arrays` (``out`` included); with ``return_masks`` also the ``*_keep`` masks of
     :func:`presence_keep_masks`."""
     n = len(split["text_bert"])
-    present = np.broadcast_to(np.asarray(present, dtype=bool).reshape(-1, 3), (n, 3))
+    present = _presence(present, n)
     out = _outputs(split, out)
     for start in range(0, n, chunk):
         sl = slice(start, min(n, start + chunk))
