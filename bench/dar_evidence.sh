@@ -5,7 +5,9 @@
 # with one torch thread each. Every step resumes from the store under $OUT/dar-evidence-scale0.2/,
 # so rerunning this script continues where it stopped.
 #   (a) DAR old recipe vs new, then MISA beside DAR  (b) Table 2 ablations  (c) Table 3 training rates
-#   (d) LNLN (200 fixed epochs: the costliest)
+#   (d) LNLN beside DAR and MISA. --set max_epochs=30 caps every model, LNLN included: its 200 fixed
+#       epochs become 30 (its warm-up + cosine shaped by them). Still the costliest (MOSI's 375/500-frame
+#       audio/vision): 118 s an epoch measured with three processes on the two cores, so 40-60 min a seed.
 # Usage: bash bench/dar_evidence.sh [OUT] [STEP...]   (OUT default: results; steps default: a b c d)
 set -u
 cd "$(dirname "$0")/.."
