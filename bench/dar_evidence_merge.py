@@ -18,6 +18,11 @@ This script pools them with the library's own aggregation (``experiment_table``,
 * Table 1's ``dar`` rows are Table 2's "full" (the same config, so the same run id);
 * every row says its seeds (``seeds`` column; LaTeX rows on fewer than three seeds are marked).
 
+Table 1 files (``evaluations.csv`` without a ``variant`` column: DAR and MISA of one session, LNLN of
+another) are pooled, every model, into ``table1_merged.*`` with the library's Table 1 aggregation and
+LaTeX, plus each model's per-seed averages (``table1_merged_per_seed.csv``). The paired bootstrap of
+``significance.csv`` needs the stored predictions, so it is not redone here.
+
 It also writes ``<stem>_paired.csv``: per variant and seed, the variant's average minus the full
 model's on the same seed (Acc-2 Non0 in points, MAE), where both have per-seed rows.
 
@@ -34,6 +39,7 @@ import pandas as pd
 from dar_mmsa.benchmark import aggregate
 from dar_mmsa.benchmark.experiments import get_experiment
 from dar_mmsa.benchmark.store import write_atomic
+from dar_mmsa.report import latex
 from dar_mmsa.report.experiment_tables import experiment_latex, experiment_summary, experiment_table, load_reported
 
 EXPERIMENT_OF_STEM = {"table2_ablation": "ablation", "table3_train_rate": "train-rate"}
@@ -106,8 +112,46 @@ def paired_deltas(rows, table_models):
     return pd.DataFrame(out)
 
 
+def merged_table1(out_dir, paths):
+    """Table 1 of every model in the Table 1 files, averaged as ``run_benchmark.py`` averages it."""
+    frames = [pd.read_csv(p) for p in paths]
+    frames = [f for f in frames if "variant" not in f]
+    if not frames:
+        return
+    rows = pd.concat(frames, ignore_index=True)
+    metrics = list(aggregate.METRICS)
+    for (run_id, condition), group in rows.groupby(["run_id", "condition"]):
+        if len(group) > 1 and (group[metrics].round(4).nunique() > 1).any():
+            raise SystemExit(f"error: run {run_id} / {condition} differs between the Table 1 files")
+    rows = rows.drop_duplicates(["run_id", "condition"])
+    rows = rows[rows["protocol"] == "intra"]
+    models = list(dict.fromkeys(rows["model"]))
+    conditions = [f"intra-{r / 10:.1f}" for r in range(10)]
+    per_cond = aggregate.per_condition(rows, models, conditions)
+    table = aggregate.table1(per_cond, models)
+    seeds = sorted(int(s) for s in rows["seed"].unique())
+    tex = latex.table1_latex(table, synthetic=True, conditions="missing rates 0.0--0.9", seeds=seeds,
+                             reported=latex.load_reported(["mosi"]), n_conditions=len(conditions))
+    per_seed = rows.groupby(["model", "seed"])[metrics].mean().reset_index()
+    write_atomic(out_dir / "table1_merged.tex", tex.encode())
+    write_atomic(out_dir / "table1_merged.csv", table.to_csv(index=False, float_format="%.6g").encode())
+    write_atomic(out_dir / "table1_merged_per_rate.csv", per_cond.to_csv(index=False, float_format="%.6g").encode())
+    write_atomic(out_dir / "table1_merged_per_seed.csv", per_seed.to_csv(index=False, float_format="%.6g").encode())
+    lines = ["Table 1 (pooled): mean over missing rates 0.0-0.9; +- is the spread of the per-seed averages",
+             f"{'model':8} {'seeds':16} {'Acc-2 Non0':>14} {'MAE':>16} {'MAE r=0.0':>10} {'r=0.5':>7} {'r=0.9':>7}"]
+    for model in models:
+        mine, cond = per_seed[per_seed["model"] == model], per_cond[per_cond["model"] == model].set_index("condition")
+        lines.append(f"{model:8} {' '.join(str(s) for s in sorted(mine['seed'])):16} "
+                     f"{100 * mine['Non0_acc_2'].mean():6.2f} +- {100 * mine['Non0_acc_2'].std():4.2f} "
+                     f"{mine['MAE'].mean():7.3f} +- {mine['MAE'].std():.3f} "
+                     + " ".join(f"{cond.loc[c, 'MAE_mean']:7.3f}" for c in ("intra-0.0", "intra-0.5", "intra-0.9")))
+    write_atomic(out_dir / "table1_merged_summary.txt", ("\n".join(lines) + "\n").encode())
+    print("\n".join(lines) + "\n")
+
+
 def main(out_dir, paths):
     out_dir = Path(out_dir)
+    merged_table1(out_dir, [p for p in paths if p.endswith("evaluations.csv")])
     per_seed = [p for p in paths if p.endswith("evaluations.csv")]
     rows = per_seed_rows(per_seed)
     agg_per_rate, agg_table = aggregated_rows([p for p in paths if p not in per_seed])
