@@ -58,7 +58,12 @@ def per_seed_rows(paths):
             ablation = {v.key for v in get_experiment("ablation").variants}
             frame["experiment"] = ["ablation" if v in ablation else "train-rate" for v in frame["variant"]]
         frames.append(frame.assign(source=Path(path).name))
-    pooled = pd.concat(frames, ignore_index=True)
+    return one_row_per_run_condition(pd.concat(frames, ignore_index=True))
+
+
+def one_row_per_run_condition(pooled):
+    """Pooled rows, deduplicated; refuses a run whose rows differ between files, or a (model, seed)
+    with two run ids (two configs under one name)."""
     metrics = list(aggregate.METRICS)
     for (run_id, condition), group in pooled.groupby(["run_id", "condition"]):
         if len(group) > 1 and (group[metrics].round(4).nunique() > 1).any():
@@ -114,17 +119,13 @@ def paired_deltas(rows, table_models):
 
 def merged_table1(out_dir, paths):
     """Table 1 of every model in the Table 1 files, averaged as ``run_benchmark.py`` averages it."""
-    frames = [pd.read_csv(p) for p in paths]
+    frames = [pd.read_csv(p).assign(source=Path(p).name) for p in paths]
     frames = [f for f in frames if "variant" not in f]
     if not frames:
         return
-    rows = pd.concat(frames, ignore_index=True)
-    metrics = list(aggregate.METRICS)
-    for (run_id, condition), group in rows.groupby(["run_id", "condition"]):
-        if len(group) > 1 and (group[metrics].round(4).nunique() > 1).any():
-            raise SystemExit(f"error: run {run_id} / {condition} differs between the Table 1 files")
-    rows = rows.drop_duplicates(["run_id", "condition"])
+    rows = one_row_per_run_condition(pd.concat(frames, ignore_index=True))
     rows = rows[rows["protocol"] == "intra"]
+    metrics = list(aggregate.METRICS)
     models = list(dict.fromkeys(rows["model"]))
     conditions = [f"intra-{r / 10:.1f}" for r in range(10)]
     per_cond = aggregate.per_condition(rows, models, conditions)
