@@ -1,8 +1,10 @@
 """Loading a run's data once and sharing it (issue: memory): same results, one unpickling.
 
 ``tests/data/memory_expected.json`` holds the metrics, ``table1.csv`` and sampled weights of
-:func:`tiny_benchmark` made with the code before the sharing (commit 0226e67). To remake it after a
-change that is meant to change results:
+:func:`tiny_benchmark`. Its metrics and ``table1.csv`` are those of the code before the sharing (commit
+0226e67) after the DAR recipe change (265eb5a); the weight samples were taken on 2026-12-02 from code
+whose weight hashes equal 265eb5a's on the same machine. To remake it after a change that is meant to
+change results:
 ``PYTHONPATH=$PWD python tests/test_memory.py tests/data/memory_expected.json``.
 
 Against that file, weights are compared at sampled elements with a tolerance: torch does not promise
