@@ -1,9 +1,11 @@
-"""Table 2 and Table 3 of the DAR evidence (issue 12) from runs made in several sessions.
+"""Tables 1-3 of the DAR evidence (issue 12) from runs made in several stores, by pooling their CSVs.
 
-The evidence ran over three sessions, and the machine of the third no longer had the first two's
-results store (checkpoints are not committed). What every session committed is its report CSVs:
+The evidence ran in several batches on machines that did not share a results store (a later
+machine no longer had the earlier store; checkpoints are not committed). What every batch kept is
+its report CSVs:
 
-* ``<stem>_evaluations.csv`` / ``evaluations.csv``: one row per (run, test condition), per seed;
+* ``evaluations.csv``, ``<stem>_evaluations.csv`` and the copies kept as
+  ``<stem>_<variants>_<seeds>_evaluations.csv``: one row per (run, test condition), per seed;
 * ``table2_wo-diff_3seeds*.csv``: the 3-seed "w/o L_diff" row, whose seeds 1112/1113 exist only as
   per-rate means and seed spreads (their per-seed rows were not written out).
 
@@ -18,7 +20,7 @@ This script pools them with the library's own aggregation (``experiment_table``,
 * Table 1's ``dar`` rows are Table 2's "full" (the same config, so the same run id);
 * every row says its seeds (``seeds`` column; LaTeX rows on fewer than three seeds are marked).
 
-Table 1 files (``evaluations.csv`` without a ``variant`` column: DAR and MISA of one session, LNLN of
+Table 1 files (``evaluations.csv`` without a ``variant`` column: DAR and MISA of one store, LNLN of
 another) are pooled, every model, into ``table1_merged.*`` with the library's Table 1 aggregation and
 LaTeX, plus each model's per-seed averages (``table1_merged_per_seed.csv``). The paired bootstrap of
 ``significance.csv`` needs the stored predictions, so it is not redone here.
@@ -169,10 +171,12 @@ def main(out_dir, paths):
         marked = replace(experiment, variants=tuple(replace(v, latex=(v.latex or v.label) + r"$^\dagger$") if v in few
                                                     else v for v in experiment.variants))
         seeds = sorted({int(s) for text in table["seeds"] for s in text.split()})
+        seeds_of = table.set_index("model")["seeds"]
+        shown = [v for v in few if f"dar:{v.key}" in seeds_of.index]
+        note = (r"$^\dagger$Fewer seeds: " + "; ".join(
+            f"{v.latex or v.label} on {seeds_of[f'dar:{v.key}'].replace(' ', ', ')}" for v in shown) + ".") if shown else ""
         tex = experiment_latex(table, marked, synthetic=True, conditions="missing rates 0.0, ..., 0.9", seeds=seeds,
-                               reported=load_reported(experiment, ["mosi"]))
-        tex = tex.replace(r"\end{tabular}", r"\end{tabular}" + "\n" + r"\\[2pt]{\footnotesize $^\dagger$ seed 1111 only "
-                          r"(the other rows: seeds 1111--1113).}")
+                               reported=load_reported(experiment, ["mosi"]), note=note)
         write_atomic(out_dir / f"{stem}_merged.tex", tex.encode())
         write_atomic(out_dir / f"{stem}_merged.csv", table.to_csv(index=False, float_format="%.6g").encode())
         write_atomic(out_dir / f"{stem}_merged_per_rate.csv", per_cond.to_csv(index=False, float_format="%.6g").encode())

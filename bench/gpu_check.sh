@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GPU check, ready to run as is on one CUDA GPU (sized for an H100/H200: under 8 minutes).
+# GPU check, ready to run as is on one CUDA GPU (sized for an H100/H200: under 10 minutes).
 #
 #   bash bench/gpu_check.sh            # results and logs in a temporary folder (printed at the end)
 #   GPU_CHECK_OUT=/tmp/gc bash bench/gpu_check.sh
@@ -8,18 +8,21 @@
 #   * the CUDA-only tests (torch masks on CUDA == CPU, fp16 training with a GradScaler);
 #   * the quick grid (run_benchmark.py --quick: dar + misa, 3 seeds, 10 rates) on cuda at fp32, bf16
 #     and fp16 (MMSA's misa trains in fp32 in all three): wall time and DAR's mean MAE at rate 0;
+#   * the same fp32 quick grid on the Ray backend, two runs per GPU (--backend ray --gpus-per-run 0.5,
+#     a local Ray): wall time, DAR's MAE, and the largest difference from the serial grid's per-rate
+#     MAE (skipped with one line when ray is not importable);
 #   * peak GPU memory of one training epoch per model (MOSI shapes, 12-layer 768-wide random BERT),
 #     fp32 for every model and bf16 for dar_mmsa's;
 #   * one timed DAR epoch on full-size synthetic MOSI (1284 training samples) with that BERT, at each
 #     precision.
-# Every step has its own time limit inside an overall budget (GPU_CHECK_BUDGET_S, default 450 s);
+# Every step has its own time limit inside an overall budget (GPU_CHECK_BUDGET_S, default 540 s);
 # a step that does not fit says so on its line.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 OUT="${GPU_CHECK_OUT:-$(mktemp -d /tmp/gpu_check.XXXXXX)}"
 mkdir -p "$OUT"
-BUDGET="${GPU_CHECK_BUDGET_S:-450}"
+BUDGET="${GPU_CHECK_BUDGET_S:-540}"
 START=$(date +%s)
 
 remaining() { echo $(( BUDGET - ($(date +%s) - START) )); }
@@ -70,6 +73,26 @@ PY
   fi
 }
 quick fp32
+
+if ! python -c "import ray" > /dev/null 2>&1; then
+  echo "quick grid cuda ray: skipped (ray is not importable: pip install -e '.[ray]')"
+elif step quick-ray 150 python run_benchmark.py --quick --device cuda --backend ray --gpus-per-run 0.5 \
+    --out "$OUT/runs" --name quick-ray --no-progress; then
+  compared=$(python - "$OUT/runs/quick-ray/per_rate.csv" "$OUT/runs/quick-fp32/per_rate.csv" <<'PY'
+import os, sys, pandas as pd
+ray = pd.read_csv(sys.argv[1])
+dar = ray[(ray.model == "dar") & (ray.condition == "intra-0.0")]
+text = f"DAR MAE at rate 0: {dar.MAE_mean.iloc[0]:.4f}" if len(dar) else "DAR MAE at rate 0: n/a"
+if os.path.exists(sys.argv[2]):
+    both = ray.merge(pd.read_csv(sys.argv[2]), on=["model", "condition"], suffixes=("_ray", "_serial"))
+    text += f"; largest |MAE ray - serial| over {len(both)} rows: {(both.MAE_mean_ray - both.MAE_mean_serial).abs().max():.2e}"
+print(text)
+PY
+)
+  echo "quick grid cuda ray (--gpus-per-run 0.5): ${STEP_WALL}s wall, $compared"
+else
+  echo "quick grid cuda ray: FAILED (exit $?): $(tail -n 1 "$OUT/quick-ray.log")"
+fi
 
 if step memory 150 python bench/gpu_check.py memory --precisions fp32 bf16 --work "$OUT/work"; then :; fi
 grep -h "^peak memory" "$OUT/memory.log" 2>/dev/null || echo "peak memory: no figures (see $OUT/memory.log)"

@@ -1,9 +1,9 @@
 """Peak memory of one benchmark run on synthetic MOSEI, as a ratio to the pickle it reads.
 
-For each scale and model: one training (the quick settings: tiny 1-layer BERT, ``max_epochs`` 2,
+For each scale and model: one training (the smoke settings, ``--smoke``: tiny 1-layer BERT, ``max_epochs`` 2,
 batch size 16, seed 1111) and its 10-rate intra-modal evaluation (rates 0.0 .. 0.9), through
 ``dar_mmsa.benchmark.run`` in a fresh process whose peak RSS is read from ``wait4``. The floor is
-the peak RSS of a process that only imports ``dar_mmsa`` and torch, measured in the same session.
+the peak RSS of a process that only imports ``dar_mmsa`` and torch, measured on the same machine by the same invocation.
 
     ratio = (peak RSS of the run - peak RSS of the import) / size of the unaligned MOSEI pickle
 
@@ -44,7 +44,7 @@ if int(sys.argv[4]):  # --batches: every pass over a loader stops after that man
     DataLoader.__iter__ = lambda self: itertools.islice(_iter(self), int(sys.argv[4]))
 from dar_mmsa.benchmark import run
 result = run(models=[sys.argv[1]], datasets=["mosei"], seeds=[1111], data_root=sys.argv[2], out=sys.argv[3],
-             name="memory", quick=True, progress=False, say=lambda m: None)
+             name="memory", smoke=True, progress=False, say=lambda m: None)
 if result.failures:
     sys.exit("; ".join(result.failures))
 """

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
-"""Wall time of the quick benchmark grid run serially against the Ray backend, same machine, same run.
+"""Wall time of the smoke benchmark grid run serially against the Ray backend, same machine, same run.
 
-The quick grid (dar + misa, 3 seeds, missing rates 0.0 .. 0.9, 2 epochs, synthetic MOSI at 10 %,
+The smoke grid (``--smoke``: dar + misa, 3 seeds, missing rates 0.0 .. 0.9, 2 epochs, synthetic MOSI at 10 %,
 tiny BERT) runs twice into separate results folders: ``--backend serial`` and ``--backend ray
 --jobs N`` (a local Ray started by the harness; its start-up and storage probe are counted), each
 unit with one torch thread. Prints both wall times, their ratio (total, and execution alone), and
@@ -42,7 +42,7 @@ def main(argv=None) -> int:
 
     from dar_mmsa.benchmark import run
     from dar_mmsa.benchmark.aggregate import METRICS
-    from dar_mmsa.benchmark.plan import QUICK_SCALE
+    from dar_mmsa.benchmark.presets import SMOKE_SCALE
     from dar_mmsa.data.synthetic import write_synthetic
     from dar_mmsa.text_encoder import write_tiny_bert
 
@@ -50,11 +50,11 @@ def main(argv=None) -> int:
     out = Path(args.out or tempfile.mkdtemp(prefix="parallel-grid-"))
     data, bert = out / "data", out / "tiny-bert"
     if not data.exists():
-        write_synthetic(data, datasets=("mosi",), scale=QUICK_SCALE, seed=0)
+        write_synthetic(data, datasets=("mosi",), scale=SMOKE_SCALE, seed=0)
     if not bert.exists():
         with contextlib.redirect_stderr(io.StringIO()):
             write_tiny_bert(bert, num_layers=1)
-    grid = dict(models=args.models, seeds=args.seeds, quick=True, data_root=str(data), pretrained=str(bert),
+    grid = dict(models=args.models, seeds=args.seeds, smoke=True, data_root=str(data), pretrained=str(bert),
                 out=out, cpus_per_run=1, progress=False)
 
     def timed(name, **options):
@@ -78,7 +78,7 @@ def main(argv=None) -> int:
     same_keys = a[["run_id", "condition"]].equals(b[["run_id", "condition"]])
     identical = int(((cells[0] == cells[1]) | (np.isnan(cells[0]) & np.isnan(cells[1]))).sum()) if same_keys else 0
     units, evaluations = len(args.models) * len(args.seeds), len(a)
-    print(f"quick grid: {'+'.join(args.models)} x {len(args.seeds)} seeds x 10 rates = {units} runs, {evaluations} "
+    print(f"smoke grid: {'+'.join(args.models)} x {len(args.seeds)} seeds x 10 rates = {units} runs, {evaluations} "
           f"evaluations; 1 torch thread per run; {os.cpu_count()} CPUs")
     print(f"serial:              {serial_wall:7.1f} s (execution {serial_exec:.1f} s)")
     print(f"ray --jobs {args.jobs:<2}        {ray_wall:7.1f} s (execution {ray_exec:.1f} s; Ray start-up, "

@@ -1,8 +1,11 @@
 """``python -m dar_mmsa``: MMSA's command line (``python -m MMSA``) for every registered model.
 
-MMSA 2.2.1's own ``__main__`` hard-codes its list of model names; this one takes the same
-options, knows our models too, defaults to our config file, and adds ``--data-root``,
-``--pretrained`` and ``--list-models``. Errors a user can fix print one line and exit with 2.
+MMSA 2.2.1's own ``__main__`` hard-codes its list of model names; this one takes the same options
+with the same meanings for every model MMSA can build and ours: without ``-c``, MMSA's own default
+config (``config_tune.json`` with ``-t``, else ``config_regression.json``), our models' entries
+added. It adds ``--data-root`` (the folder holding ``MOSI/``, ``MOSEI/``, ``SIMS/``, in place of the
+config's ``dataset_root_dir``), ``--pretrained`` (a BERT directory or hub name for every model) and
+``--list-models``. Errors a user can fix print one line and exit with 2.
 
 ``python -m dar_mmsa predict --run RUN --features FILE.pkl [--split test] [--missing-rate r]
 [--out FILE.csv]`` runs a stored benchmark run on an MMSA-format feature pickle
@@ -13,15 +16,36 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
+
+
+MMSA_DATASETS = ("mosi", "mosei", "sims")  # MMSA 2.2.1's SUPPORTED_DATASETS
+
+
+def run_overrides(args) -> dict:
+    """``MMSA_run(config=...)`` for ``--data-root`` and ``--pretrained``: the file MMSA would read, moved
+    under the given root (``<DATASET>/Processed/<file>.pkl``), and the BERT."""
+    import MMSA
+
+    overrides = {}
+    if args.data_root:
+        load = MMSA.get_config_tune if args.tune else MMSA.get_config_regression
+        default = load(args.model, args.dataset, args.config or "")["featurePath"]
+        overrides["featurePath"] = os.path.join(os.path.abspath(args.data_root), *Path(default).parts[-3:])
+    if args.pretrained:
+        local = os.path.abspath(args.pretrained)
+        overrides["pretrained"] = local if os.path.exists(local) else args.pretrained
+    return overrides
 
 
 def parse_args(argv=None):
-    from .registry import DATASETS, list_models
+    from .registry import list_models
 
     parser = argparse.ArgumentParser(prog="python -m dar_mmsa", description=__doc__.splitlines()[0])
     parser.add_argument("-m", "--model", type=str.lower, help=f"model name: {', '.join(list_models())}")
-    parser.add_argument("-d", "--dataset", type=str.lower, default="mosi", help=f"one of {', '.join(DATASETS)}")
-    parser.add_argument("-c", "--config", default="", help="MMSA-format config file (default: dar_mmsa's)")
+    parser.add_argument("-d", "--dataset", type=str.lower, default="mosi", help=f"one of {', '.join(MMSA_DATASETS)}")
+    parser.add_argument("-c", "--config", default="", help="MMSA-format config file (default: MMSA's own, "
+                        "config_tune.json with -t, with our models' entries added)")
     parser.add_argument("-t", "--tune", action="store_true", help="MMSA's hyper-parameter tuning mode")
     parser.add_argument("-tt", "--tune-times", type=int, default=50)
     parser.add_argument("-s", "--seeds", action="append", type=int, default=[],
@@ -36,8 +60,10 @@ def parse_args(argv=None):
     parser.add_argument("-Ft", "--feature-T", default="")
     parser.add_argument("-Fa", "--feature-A", default="")
     parser.add_argument("-Fv", "--feature-V", default="")
-    parser.add_argument("--data-root", default=None, help="directory holding MOSI/Processed/*.pkl, MOSEI/...")
-    parser.add_argument("--pretrained", default=None, help="local BERT directory (config.json, weights, vocab.txt)")
+    parser.add_argument("--data-root", default=None, help="directory holding MOSI/Processed/*.pkl, MOSEI/, SIMS/ "
+                        "(default: the config's dataset_root_dir)")
+    parser.add_argument("--pretrained", default=None, help="BERT for every model: a local directory (config.json, "
+                        "weights, vocab.txt) or a hub name (default: the config's)")
     parser.add_argument("--list-models", action="store_true", help="print every runnable model and exit")
     return parser.parse_args(argv)
 
@@ -94,34 +120,40 @@ def main(argv=None) -> int:
         return predict_main(argv[1:])
     from . import registry
     from .errors import ConfigError, DarMmsaError
-
-    from .model_list import availability_text, unknown_model_message
+    from .model_list import availability_text
 
     args = parse_args(argv)
     try:
         if args.list_models:
-            print(availability_text(args.config or None, benchmark=False, describe=lambda name: (
+            from .config import mmsa_config_path
+
+            config = args.config or mmsa_config_path("tune" if args.tune else "regression")
+            print(availability_text(config, benchmark=False, describe=lambda name: (
                 "dar_mmsa" if name in registry.our_models() else "MMSA 2.2.1")))
             return 0
         if not args.model:
             raise ConfigError("no model given: pass -m MODEL (see --list-models)")
-        message = unknown_model_message(args.model, args.config or None, benchmark=False)
-        if message:
-            raise ConfigError(message)
-        registry.check_dataset(args.dataset)
-        if args.data_root:
-            os.environ[registry.ENV_DATA_ROOT] = os.path.abspath(args.data_root)
-        if args.pretrained:
-            os.environ[registry.ENV_PRETRAINED] = os.path.abspath(args.pretrained)
+        if args.model not in registry.list_models():
+            raise ConfigError(f"unknown model '{args.model}': choose one of {', '.join(registry.list_models())}")
+        if args.dataset not in MMSA_DATASETS:
+            raise ConfigError(f"unknown dataset '{args.dataset}': choose one of {', '.join(MMSA_DATASETS)}")
+        if args.config and not os.path.isfile(args.config):
+            raise ConfigError(f"config file {args.config} not found: pass an existing -c file or omit it")
         import MMSA
 
-        from .config import default_config_file
         from .data.features import plain_data_warnings
+
+        load = MMSA.get_config_tune if args.tune else MMSA.get_config_regression
+        try:
+            load(args.model, args.dataset, args.config or "")
+        except KeyError as exc:
+            raise ConfigError(f"config file {args.config or 'of MMSA'} has no entry {exc} for {args.model}/"
+                              f"{args.dataset}: pass a -c file that has one") from None
 
         with plain_data_warnings():
             MMSA.MMSA_run(
-                model_name=args.model, dataset_name=args.dataset,
-                config_file=args.config or str(default_config_file()), seeds=args.seeds,
+                model_name=args.model, dataset_name=args.dataset, config_file=args.config or None,
+                config=run_overrides(args) or None, seeds=args.seeds,
                 is_tune=args.tune, tune_times=args.tune_times,
                 feature_T=args.feature_T, feature_A=args.feature_A, feature_V=args.feature_V,
                 gpu_ids=args.gpu_ids, num_workers=args.num_workers, verbose_level=args.verbose,
@@ -129,7 +161,7 @@ def main(argv=None) -> int:
                 log_dir=args.log_dir or None,
             )
     except DarMmsaError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
     return 0
 

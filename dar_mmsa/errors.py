@@ -15,3 +15,7 @@ class DataError(DarMmsaError):
 
 class PretrainedError(DarMmsaError):
     """The `pretrained` text encoder cannot be found locally."""
+
+
+class StorageError(DarMmsaError):
+    """The results folder cannot hold what must be written (full disk), or holds a damaged checkpoint."""

@@ -1,7 +1,12 @@
-"""Run a stored benchmark run on new features: ``dar_mmsa.load_run(path_or_run_id)`` -> a predictor.
+"""Run a stored model on new features: ``dar_mmsa.load_run(path_or_run_id)`` -> a predictor.
 
     predictor = dar_mmsa.load_run("results/synthetic-quick/store/runs/dar-mosi-1111-<hash>")
     scores = predictor(text_bert, audio, vision, audio_lengths=a_len, vision_lengths=v_len)
+    predictor = dar_mmsa.load_run("~/MMSA/saved_models/dar-mosi.pth")   # saved by MMSA_run
+    predictor = dar_mmsa.load_run("dar-mosi.pth", config=MMSA.get_config_regression("dar", "mosi"))
+
+A ``.pth`` saved by ``MMSA_run`` is read by :mod:`dar_mmsa.saved_weights` (with ``config`` where its
+arguments are not stored beside it).
 
 Works for every stored run, ours or MMSA's (MMSA 2.2.1's own ``MMSA_test`` cannot load a BERT
 model). The arrays go through exactly the benchmark's evaluation path: MMSA's ``MMDataset`` (so
@@ -194,9 +199,10 @@ class Predictor:
                                   ids=part.get("id"), missing_rate=missing_rate)
 
 
-def load_run(path_or_run_id, *, pretrained=None, device: str = "cpu", search: Sequence = ("results",),
+def load_run(path_or_run_id, *, config=None, pretrained=None, device: str = "cpu", search: Sequence = ("results",),
              batch_size: Optional[int] = None) -> Predictor:
-    """A :class:`Predictor` for a finished run folder (or run id under ``search``).
+    """A :class:`Predictor` for a finished run folder (or run id under ``search``), or for a ``.pth``
+    saved by ``MMSA_run`` (with ``config``, see the module docstring).
 
     ``pretrained``: the BERT directory, if not the one recorded in the run (it must have the same
     architecture). ``batch_size``: default the run's (as the benchmark evaluates; results match a
@@ -206,11 +212,21 @@ def load_run(path_or_run_id, *, pretrained=None, device: str = "cpu", search: Se
 
     from . import runner
 
+    weights = Path(str(path_or_run_id)).expanduser()
+    if weights.suffix == ".pth":
+        if not weights.is_file():
+            raise ConfigError(f"no weights file {weights}: pass the .pth MMSA_run saved (model_save_dir)")
+        from .saved_weights import load_weights
+
+        return load_weights(weights, config, pretrained, device, batch_size)
     run_dir = find_run(path_or_run_id, search)
     from .benchmark.store import read_json
 
     record = read_json(run_dir / "training.json")
     checkpoint = run_dir / "model.pth"
+    if record is not None and not checkpoint.is_file() and record.get("checkpoint_dropped"):
+        raise ConfigError(f"run {run_dir} has no checkpoint: it was dropped (--checkpoints drop); remove the run "
+                          f"folder and rerun its benchmark command with --checkpoints keep to train it again")
     if record is None or not checkpoint.is_file():
         what = "training.json" if record is None else "model.pth"
         raise ConfigError(f"run {run_dir} is not finished (no {what}): rerun the benchmark command that started it")

@@ -1,30 +1,27 @@
 """The only module that touches MMSA's internals.
 
-:func:`register` (run by ``import dar_mmsa``; idempotent) teaches MMSA 2.2.1 to build our
-models and trainers by name -- ``MMSA.models.AMIO``, ``MMSA.trains.ATIO`` and ``MMSA.MMSA_run`` --
-and works around MMSA's rough edges on CPU and current torch/transformers/numpy:
+:func:`register` (run by ``import dar_mmsa``; idempotent) teaches MMSA 2.2.1 to build our models and
+trainers by name (``AMIO``, ``ATIO``), to find their default configs (``get_config_regression`` /
+``get_config_tune`` with or without a config file: our entries are added to the file's where it has
+none, MMSA's are never replaced), to read and check their data (``MMDataLoader``), and to test them
+on one video (``MMSA_test``). For MMSA's own models it changes nothing but these crashes of stock
+MMSA 2.2.1 on current torch/transformers/numpy and on CPU (listed in ``docs/benchmark.md``,
+"MMSA compatibility shims"):
 
-* ``MMSA_run`` calls ``torch.cuda.set_device`` on the CPU device: the ``torch`` that
-  ``MMSA.run`` sees ignores that call for non-CUDA devices;
+* ``MMSA_run`` calls ``torch.cuda.set_device`` on the CPU device: the ``torch`` that ``MMSA.run``
+  sees ignores that call for non-CUDA devices;
 * MMIM, MulT, MCTN and TFR-Net pass ``verbose=`` to ``ReduceLROnPlateau``, which torch 2.13 rejects;
 * TFR-Net's text encoder ignores ``pretrained`` and asks the hub for ``bert-base-uncased``;
-* a ``pretrained`` that is not local, or a directory without ``vocab.txt`` (transformers 5 then
-  returns a 5-token tokenizer silently), fails at once with one line;
-* numpy 2 scalars reach MMSA's result CSV as ``np.float64(...)``: ``MMSA_run`` prints with
-  numpy's 1.25 scalar repr;
-* every ``MMSA_run`` in one process added logging handlers again: they are replaced instead;
-* a relative ``featurePath`` is placed under ``DAR_MMSA_DATA_ROOT`` and ``pretrained`` is resolved
-  to a local BERT (``DAR_MMSA_PRETRAINED`` first, unless ``MMSA_run(config=...)`` names
-  ``pretrained``) when a run starts (``MMSA.run._run``), i.e. after MMSA has applied the ``config=``
-  overrides; feature pickles are validated and ``train_samples`` is set from the
-  data (Self-MM and TETFN index per-sample state by it); loaded audio/vision are zero at
-  ``t >= length`` and lengths clipped to T (LNLN's padding rule, ``dar_mmsa.data.padding``), also in
-  TFR-Net's ``generate_m``;
-* MMSA's trainers report ``Loss`` as a mean of batch means: it is re-averaged over samples;
-* ``MMDataLoader`` unpickled its feature file once per split and copied every feature array
-  (``astype``): the file is loaded once (``dar_mmsa.data.feature_cache``), validated, and that
-  object is what MMSA's datasets read, sharing its arrays;
-* ``max_epochs`` in a config caps MMSA's own trainers (which otherwise only stop early).
+* a local ``pretrained`` directory without ``vocab.txt`` (transformers 5 then returns a 5-token
+  tokenizer silently) fails at once with one line;
+* numpy 2 scalars reach MMSA's result CSV as ``np.float64(...)``: ``MMSA_run`` prints with numpy's
+  1.25 scalar repr;
+* TFR-Net's masks (``generate_m``) use lengths clipped to T (a length above T built a ragged array).
+
+What the benchmark harness corrects in MMSA's behaviour (sample-weighted ``Loss``, zeros past the
+lengths, a ``max_epochs`` cap, ``do_test`` evaluating the model it is given) is applied by
+:mod:`dar_mmsa.runner` (:mod:`dar_mmsa.training.mmsa_trainer`, :func:`harness_loaders`), per run, as
+recorded options; never by importing.
 """
 from __future__ import annotations
 
@@ -32,20 +29,27 @@ import contextlib
 import contextvars
 import functools
 import importlib
-import logging
 import os
 import pickle
-from typing import Callable, Optional
+from typing import Optional
 
 import numpy as np
 import torch
 from torch import nn
 
-from .registry import _MODELS, ENV_DATA_ROOT, ENV_PRETRAINED, RunState, check_dataset, check_model
+from .registry import _MODELS, ENV_DATA_ROOT, ENV_PRETRAINED, RunState
 
 _PRETRAINED = contextvars.ContextVar("dar_mmsa_pretrained", default=None)
 # keys the current ``MMSA_run(config=...)`` overrides: an explicit ``pretrained`` there beats the env var
 _CONFIG_KEYS = contextvars.ContextVar("dar_mmsa_config_keys", default=frozenset())
+# run-config keys of the harness's corrections of MMSA's behaviour (absent or false: stock MMSA)
+PAD_PAST_LENGTHS = "pad_past_lengths"
+SAMPLE_WEIGHTED_LOSS = "sample_weighted_loss"
+
+
+def is_ours(args_or_name) -> bool:
+    name = args_or_name if isinstance(args_or_name, str) else args_or_name.get("model_name", "")
+    return str(name).lower() in _MODELS
 
 
 # ----------------------------------------------------------------------------- config
@@ -64,25 +68,52 @@ def resolve_run_paths(args, *, pretrained_from_env: bool = True) -> None:
             check_tokenizer(args["pretrained"])
 
 
-def _config_loader(original):
+def _config_loader(original, kind: str):
+    """MMSA's ``get_config_regression`` / ``get_config_tune``: for a model of ours that the file has no
+    entry for, the file with our entries added (``dar_mmsa.config.merged_config_file``)."""
     @functools.wraps(original)
-    def get_config_regression(model_name, dataset_name, config_file=""):
-        check_model(model_name)
-        check_dataset(dataset_name)
-        # paths are resolved when the run starts (``_run_hook``): MMSA applies ``config=`` after this
-        return original(model_name, dataset_name, config_file)
+    def get_config(model_name, dataset_name, config_file="", *rest, **kwargs):
+        if is_ours(model_name):
+            from .config import merged_config_file
+            from .registry import check_model_dataset
 
-    return get_config_regression
+            check_model_dataset(model_name, dataset_name)
+            config_file = merged_config_file(config_file, kind, model_name.lower())
+        # paths are resolved when the run starts (``_run_hook``): MMSA applies ``config=`` after this
+        return original(model_name, dataset_name, config_file, *rest, **kwargs)
+
+    return get_config
 
 
 def _run_hook(original):
     """``MMSA.run._run(args, ...)``, entered with the final arguments (file + ``config=`` overrides)."""
     @functools.wraps(original)
     def _run(args, *rest, **kwargs):
+        if not is_ours(args):
+            if args.get("use_bert") and os.path.isdir(str(args.get("pretrained", ""))):
+                from .text_encoder import check_tokenizer
+
+                check_tokenizer(args["pretrained"])
+            return original(args, *rest, **kwargs)
         resolve_run_paths(args, pretrained_from_env="pretrained" not in _CONFIG_KEYS.get())
-        return original(args, *rest, **kwargs)
+        results = original(args, *rest, **kwargs)
+        save_run_args(args)
+        return results
 
     return _run
+
+
+def save_run_args(args) -> None:
+    """Our model's final arguments (sizes from the data included) beside the ``.pth`` ``MMSA_run`` kept,
+    for ``MMSA_test`` and ``dar_mmsa.load_run``."""
+    import json
+
+    from .saved_weights import saved_args_path
+
+    weights = args.get("model_save_path")
+    if weights and os.path.isfile(weights):
+        keep = {k: v for k, v in dict(args).items() if k not in ("device", "model_save_path")}
+        saved_args_path(weights).write_text(json.dumps(keep, indent=1, sort_keys=True, default=str) + "\n")
 
 
 # ----------------------------------------------------------------------------- AMIO / ATIO
@@ -109,7 +140,7 @@ def _atio_get_train(original):
         entry = _MODELS.get(args["model_name"])
         if entry is not None:
             return entry.trainer_class()(args)
-        return mmsa_trainer(original(self, args), args.get("max_epochs"))
+        return original(self, args)
 
     return getTrain
 
@@ -164,20 +195,39 @@ def serving_features(path, data):
         module.pickle = original
 
 
+def harness_loaders(args, num_workers: int = 0, *, pad: Optional[bool] = None):
+    """MMSA's ``MMDataLoader`` on the file MMSA reads (``custom_feature`` if set, else ``featurePath``),
+    validated first (and the ``feature_T/A/V`` files too) and loaded once; positions past the lengths
+    are zeroed when ``pad`` (default: for our models, or when the run sets ``pad_past_lengths``).
+    ``train_samples`` is set from the data (Self-MM and TETFN index per-sample state by it)."""
+    import MMSA.data_loader as data_loader
+
+    from .data.feature_cache import load_for_run
+    from .data.modality_files import check_modality_files, read_path
+
+    path = read_path(args)
+    if pad is None:
+        pad = is_ours(args) or bool(args.get(PAD_PAST_LENGTHS))
+    aligned = bool(args.get("need_data_aligned"))
+    # a per-host cache then holds the padded arrays: the pass below finds nothing to write in its shared pages
+    data = load_for_run(path, args["dataset_name"], aligned=aligned, use_bert=bool(args.get("use_bert")),
+                        padded=pad and not aligned)
+    check_modality_files(args, data)
+    with serving_features(path, data):
+        loaders = getattr(data_loader.MMDataLoader, "__wrapped__", data_loader.MMDataLoader)(args, num_workers)
+    if pad:
+        apply_padding(loaders)
+    del data  # what MMSA does not read (GloVe text with BERT, class labels) is freed here
+    args["train_samples"] = len(loaders["train"].dataset)
+    return loaders
+
+
 def _data_loader(original):
     @functools.wraps(original)
     def MMDataLoader(args, num_workers=4):
-        from .data.feature_cache import load_for_run
-
-        path = args["featurePath"]
-        data = load_for_run(path, args["dataset_name"], aligned=bool(args.get("need_data_aligned")),
-                            use_bert=bool(args.get("use_bert")))
-        with serving_features(path, data):
-            loaders = original(args, num_workers)
-        apply_padding(loaders)
-        del data  # what MMSA does not read (GloVe text with BERT, class labels) is freed here
-        args["train_samples"] = len(loaders["train"].dataset)
-        return loaders
+        if not is_ours(args):
+            return original(args, num_workers)
+        return harness_loaders(args, num_workers, pad=True)
 
     return MMDataLoader
 
@@ -192,7 +242,7 @@ def apply_padding(loaders) -> None:
 
 def _generate_m(original):
     """TFR-Net's masks (``MMDataset.generate_m``) from lengths clipped to T: a length above T would
-    make MMSA build a ragged mask and fail (such files are accepted, with a warning)."""
+    make MMSA build a ragged mask and fail."""
     @functools.wraps(original)
     def generate_m(self, modality, input_mask, input_len, missing_rate, missing_seed, mode="text"):
         if mode in ("audio", "vision") and input_len is not None:
@@ -202,99 +252,23 @@ def _generate_m(original):
     return generate_m
 
 
-class MaxEpochsReached(Exception):
-    """Ends an MMSA trainer's ``while True`` loop once ``max_epochs`` validations have run."""
+def _mmsa_test(original):
+    """``MMSA_test(config, weights_path, feature_path, gpu_id)``: our models go through
+    :mod:`dar_mmsa.saved_weights` (the trained sizes, the sample padded to them)."""
+    @functools.wraps(original)
+    def MMSA_test(config, weights_path, feature_path, gpu_id=0):
+        from .saved_weights import config_args, predict_one_video
 
-
-class _CappedLoader:
-    def __init__(self, loader, done: Callable[[], bool]):
-        self.loader, self.done = loader, done
-
-    def __iter__(self):
-        if self.done():
-            raise MaxEpochsReached()
-        return iter(self.loader)
-
-    def __len__(self):
-        return len(self.loader)
-
-    def __getattr__(self, name):
-        return getattr(self.loader, name)
-
-
-class _LossRecorder:
-    """Stands in for a trainer's loss function during ``do_test``: records (value, batch size) per call."""
-
-    def __init__(self, function):
-        self.function, self.calls = function, []
-
-    def __call__(self, prediction, *args, **kwargs):
-        loss = self.function(prediction, *args, **kwargs)
-        self.calls.append((float(loss.detach()), len(prediction)))
-        return loss
-
-
-def _weighted_loss_test(trainer, do_test, model, loader, mode, *args, **kwargs):
-    """``do_test`` with its ``Loss`` re-averaged over samples instead of over batches.
-
-    MMSA's trainers report ``sum(batch losses) / len(loader)``, which moves with the batch size when
-    the last batch is smaller. The loss function each calls once per batch (``weighted_loss`` for
-    Self-MM, ``criterion`` for the others) is recorded; when it ran exactly once per batch the
-    sample-weighted mean replaces ``Loss`` (else MMSA's value stays).
-    """
-    name = "weighted_loss" if hasattr(trainer, "weighted_loss") else "criterion" if hasattr(trainer, "criterion") \
-        else None
-    if name is None:
-        return do_test(model, loader, mode, *args, **kwargs)
-    own = name in vars(trainer)
-    original = getattr(trainer, name)
-    recorder = _LossRecorder(original)
-    setattr(trainer, name, recorder)
-    try:
-        results = do_test(model, loader, mode, *args, **kwargs)
-    finally:
-        if own:
-            setattr(trainer, name, original)
-        else:
-            delattr(trainer, name)
-    calls = recorder.calls
-    if isinstance(results, dict) and "Loss" in results and calls and len(calls) == len(loader):
-        results["Loss"] = round(sum(v * n for v, n in calls) / sum(n for _, n in calls), 4)
-    return results
-
-
-def mmsa_trainer(trainer, max_epochs: Optional[int] = None):
-    """MMSA's own trainer, with three fixes.
-
-    * ``do_test(model, ...)`` evaluates ``model``: MMIM's evaluates ``self.model`` (whatever its
-      ``do_train`` last saw), so a freshly loaded checkpoint would be ignored.
-    * ``do_test``'s ``Loss`` is the sample-weighted mean (see :func:`_weighted_loss_test`), so it does
-      not depend on the evaluation batch size, like our trainers' ``Loss``.
-    * With ``max_epochs``, training stops after that many validated epochs (MMSA's trainers only stop
-      early). Epochs are counted by validation calls, not by passes over the train loader, because
-      Self-MM also loops over it once to initialise its labels. The best checkpoint so far stays where
-      the trainer saved it.
-    """
-    validations = [0]
-    do_train, do_test = trainer.do_train, trainer.do_test
-
-    def evaluated_test(model, loader, mode="VAL", *args, **kwargs):
-        validations[0] += mode == "VAL"
-        trainer.model = model  # harmless for trainers that never read it
-        return _weighted_loss_test(trainer, do_test, model, loader, mode, *args, **kwargs)
-
-    def capped_train(model, dataloader, *args, **kwargs):
-        loaders = dict(dataloader)
-        loaders["train"] = _CappedLoader(dataloader["train"], lambda: validations[0] >= max_epochs)
         try:
-            return do_train(model, loaders, *args, **kwargs)
-        except MaxEpochsReached:
-            return None
+            name = config_args(config).get("model_name")
+        except Exception:  # whatever MMSA makes of it
+            name = None
+        if not is_ours(str(name)):
+            return original(config, weights_path, feature_path, gpu_id)
+        device = "cpu" if gpu_id < 0 else f"cuda:{gpu_id}"
+        return predict_one_video(config, weights_path, feature_path, device=device)
 
-    trainer.do_test = evaluated_test
-    if max_epochs:
-        trainer.do_train = capped_train
-    return trainer
+    return MMSA_test
 
 
 # ----------------------------------------------------------------------------- CPU / torch / numpy
@@ -334,18 +308,6 @@ def _bert_text_encoder(original_cls):
     return BertTextEncoder
 
 
-def _set_logger(original):
-    @functools.wraps(original)
-    def set_logger(log_dir, model_name, dataset_name, verbose_level):
-        mmsa_logger = logging.getLogger("MMSA")
-        for handler in list(mmsa_logger.handlers):
-            mmsa_logger.removeHandler(handler)
-            handler.close()
-        return original(log_dir, model_name, dataset_name, verbose_level)
-
-    return set_logger
-
-
 def _setup_seed(original):
     @functools.wraps(original)
     def setup_seed(seed):
@@ -383,11 +345,13 @@ def _patch(obj, name: str, wrapper) -> None:
 
 
 def register() -> None:
-    """Install our models and compatibility fixes into the imported MMSA (idempotent)."""
+    """Install our models and the crash shims into the imported MMSA (idempotent)."""
     global _INSTALLED
     if _INSTALLED:
         return
     import MMSA
+    import MMSA.config as mmsa_config
+    import MMSA.data_loader as data_loader
     import MMSA.run as run
     from MMSA.models import AMIO
     from MMSA.trains import ATIO
@@ -396,16 +360,19 @@ def register() -> None:
 
     _patch(AMIO, "__init__", _amio_init)
     _patch(ATIO, "getTrain", _atio_get_train)
-    _patch(run, "get_config_regression", _config_loader)
-    _patch(run, "MMDataLoader", _data_loader)
+    for kind in ("regression", "tune"):
+        name = f"get_config_{kind}"
+        _patch(mmsa_config, name, functools.partial(_config_loader, kind=kind))
+        for namespace in (run, MMSA):  # both imported the function by name
+            setattr(namespace, name, getattr(mmsa_config, name))
+    _patch(data_loader, "MMDataLoader", _data_loader)
+    run.MMDataLoader = data_loader.MMDataLoader
     _patch(run, "_run", _run_hook)
-    from MMSA.data_loader import MMDataset
-
-    _patch(MMDataset, "generate_m", _generate_m)
-    _patch(run, "_set_logger", _set_logger)
+    _patch(data_loader.MMDataset, "generate_m", _generate_m)
     _patch(run, "setup_seed", _setup_seed)
     _patch(run, "MMSA_run", _mmsa_run)
-    MMSA.MMSA_run = run.MMSA_run
+    _patch(run, "MMSA_test", _mmsa_test)
+    MMSA.MMSA_run, MMSA.MMSA_test = run.MMSA_run, run.MMSA_test
     run.torch = _TorchProxy()
     # trainer *modules* (their packages re-export classes of the same names)
     for module in ("singleTask.MMIM", "singleTask.MULT", "singleTask.MCTN", "missingTask.TFR_NET"):

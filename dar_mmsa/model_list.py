@@ -1,7 +1,8 @@
 """Which registered models can run with a given config file, and why the others cannot.
 
 Every model MMSA 2.2.1 knows is registered, but only those with an entry in the config file can
-run, and the benchmark's protocol corrupts BERT token ids, so it also needs ``use_bert``.
+run (ours always have one: MMSA's config loaders add it, ``dar_mmsa.config.merged_config_file``),
+and the benchmark's protocol corrupts BERT token ids, so it also needs ``use_bert``.
 """
 from __future__ import annotations
 
@@ -31,13 +32,14 @@ def _read(config_file: Path) -> dict:
 
 def model_availability(config_file=None, *, benchmark: bool = True) -> Tuple[List[str], Dict[str, str]]:
     """(runnable models, {other model: why it cannot run}) for ``config_file`` (default: ours)."""
-    from .config import default_config_file, mmsa_default_config
+    from .config import default_config_file, mmsa_default_config, our_entry
+    from .registry import our_models
 
     config_file = Path(config_file) if config_file else default_config_file()
     config, mmsa = _read(config_file), mmsa_default_config()
     runnable, others = [], {}
     for name in list_models():
-        entry = config.get(name)
+        entry = config.get(name) or (our_entry(name) if name in our_models() else None)
         if entry is None:
             glove = name in mmsa and not _entry_uses_bert(mmsa[name])
             others[name] = (f"no entry in {config_file.name}" +

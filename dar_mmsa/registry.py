@@ -1,6 +1,8 @@
 """The model registry: which models exist, ours and MMSA's, and their default configs.
 
-A model file declares its ``nn.Module`` with ``@register_model(name, trainer=..., defaults=...)``.
+A model file declares its ``nn.Module`` with ``@register_model(name, trainer=..., defaults=...,
+search_space=...)``: its MMSA-format defaults and the hyperparameters a tuning search may try
+(``{key: [candidate values]}``, MMSA's ``config_tune.json`` ``d_paras`` style).
 Nothing here touches MMSA's internals: :mod:`dar_mmsa.mmsa_hooks` teaches MMSA to build the
 registered models (``import dar_mmsa`` runs its ``register()``).
 """
@@ -13,7 +15,7 @@ from typing import Callable, Dict, List, Optional, Union
 
 from .errors import ConfigError
 
-DATASETS = ("mosi", "mosei")
+DATASETS = ("mosi", "mosei", "sims")  # MMSA's three; "sims" is CH-SIMS (Chinese, labels in [-1, 1])
 ENV_DATA_ROOT = "DAR_MMSA_DATA_ROOT"
 ENV_PRETRAINED = "DAR_MMSA_PRETRAINED"
 
@@ -28,6 +30,7 @@ class ModelEntry:
     defaults: dict  # {"commonParams": {...}, "datasetParams": {"mosi": {...}, "mosei": {...}}}
     description: str = ""
     labels: dict = field(default_factory=dict)  # e.g. {"display": "DERL-style (from the abstract)"}
+    search_space: dict = field(default_factory=dict)  # {config key: [candidate values]} for tuning
 
     def trainer_class(self) -> type:
         if isinstance(self.trainer, str):
@@ -43,11 +46,13 @@ class ModelEntry:
 _MODELS: Dict[str, ModelEntry] = {}
 
 
-def register_model(name: str, *, trainer, defaults: dict, description: str = "", **labels) -> Callable:
+def register_model(name: str, *, trainer, defaults: dict, description: str = "", search_space: Optional[dict] = None,
+                   **labels) -> Callable:
     """Class decorator: ``@register_model("dar", trainer="dar_mmsa.training.dar:DARTrainer", defaults=...)``."""
 
     def decorate(cls):
-        _MODELS[name.lower()] = ModelEntry(name.lower(), cls, trainer, defaults, description, labels)
+        _MODELS[name.lower()] = ModelEntry(name.lower(), cls, trainer, defaults, description, labels,
+                                           dict(search_space or {}))
         return cls
 
     return decorate
@@ -88,6 +93,17 @@ def check_dataset(name: str) -> str:
     if name not in DATASETS:
         raise ConfigError(f"unknown dataset '{name}': choose one of {', '.join(DATASETS)}")
     return name
+
+
+def check_model_dataset(model: str, dataset: str) -> None:
+    """One line when a model of ours declares a dataset unsupported (``unsupported={dataset: why}``
+    in its ``register_model``), e.g. TETFN on CH-SIMS."""
+    entry = _MODELS.get(model.lower())
+    why = entry.labels.get("unsupported", {}).get(dataset.lower()) if entry is not None else None
+    if why:
+        usable = [d for d in DATASETS if d not in entry.labels["unsupported"]]
+        raise ConfigError(f"model '{model.lower()}' does not run on '{dataset.lower()}' ({why}): "
+                          f"choose {' or '.join(usable)}")
 
 
 # ----------------------------------------------------------------------------- run state

@@ -1,7 +1,9 @@
 """Train and test one (model, dataset, seed) through MMSA's own machinery: its config loader,
 ``MMDataLoader``, ``AMIO`` and ``ATIO`` (with our registry installed), like ``MMSA.run._run``.
 
-The benchmark harness and the tests build on these functions; ``MMSA.MMSA_run`` works too.
+The benchmark harness and the tests build on these functions; ``MMSA.MMSA_run`` works too. Unlike
+``MMSA_run``, these apply the harness's corrections to MMSA's own models when the run's config asks
+(``pad_past_lengths``, ``sample_weighted_loss``, ``max_epochs``; ``dar_mmsa.training.mmsa_trainer``).
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from typing import Optional
 import torch
 
 from .errors import ConfigError
-from .mmsa_hooks import resolve_run_paths
+from .mmsa_hooks import PAD_PAST_LENGTHS, SAMPLE_WEIGHTED_LOSS, harness_loaders, is_ours, resolve_run_paths
 from .registry import check_dataset, check_model
 
 
@@ -50,8 +52,8 @@ def build_args(model: str, dataset: str, *, config_file=None, data_root=None, pr
     if not config_file.is_file():
         raise ConfigError(f"config file {config_file} not found: pass an existing --config or omit it")
     try:
-        # MMSA's own loader, unwrapped: paths are resolved below, explicit arguments first
-        args = getattr(run.get_config_regression, "__wrapped__", run.get_config_regression)(model, dataset, config_file)
+        # MMSA's own loader (our entry added if the file lacks it); paths are resolved below, explicit arguments first
+        args = run.get_config_regression(model, dataset, str(config_file))
     except KeyError as exc:
         raise ConfigError(f"config file {config_file} has no entry {exc} for {model}/{dataset}: "
                           f"regenerate it with python -m dar_mmsa.config --write") from None
@@ -79,12 +81,12 @@ def build_args(model: str, dataset: str, *, config_file=None, data_root=None, pr
 
 
 def load_data(args, num_workers: int = 0, pin_memory: bool = False):
-    """MMSA's loaders (train/valid/test), after our validation of the feature pickle; ``pin_memory``
-    (GPU runs) rebuilds them with pinned batches, same datasets, batch size, workers and shuffling."""
-    import MMSA.run as run
+    """MMSA's loaders (train/valid/test), after our validation of the feature pickle (zeros past the
+    lengths for our models, and for MMSA's when ``pad_past_lengths``); ``pin_memory`` (GPU runs)
+    rebuilds them with pinned batches, same datasets, batch size, workers and shuffling."""
     from torch.utils.data import DataLoader
 
-    loaders = run.MMDataLoader(args, num_workers)
+    loaders = harness_loaders(args, num_workers, pad=is_ours(args) or bool(args.get(PAD_PAST_LENGTHS)))
     if pin_memory:
         loaders = {split: DataLoader(loader.dataset, batch_size=loader.batch_size, num_workers=num_workers,
                                      shuffle=True, pin_memory=True) for split, loader in loaders.items()}
@@ -98,9 +100,16 @@ def build_model(args):
 
 
 def build_trainer(args):
+    """The model's trainer; MMSA's own with the corrections its config asks for (``max_epochs``,
+    ``sample_weighted_loss``)."""
     from MMSA.trains import ATIO
 
-    return ATIO().getTrain(args)
+    from .training.mmsa_trainer import mmsa_trainer
+
+    trainer = ATIO().getTrain(args)
+    if is_ours(args):
+        return trainer
+    return mmsa_trainer(trainer, args.get("max_epochs"), sample_weighted_loss=bool(args.get(SAMPLE_WEIGHTED_LOSS)))
 
 
 def train(args, loaders):

@@ -1,8 +1,11 @@
-"""Offline helpers for the BERT text encoder: a tiny local BERT, path resolution, tokenizer checks.
+"""Helpers for the BERT text encoder: a tiny local BERT, path resolution, tokenizer checks.
 
 MMSA's ``BertTextEncoder`` calls ``BertTokenizer.from_pretrained(pretrained)`` and
-``BertModel.from_pretrained(pretrained)`` and hard-codes a hidden size of 768. With no hub access
-``pretrained`` must be a local directory or a model already in the local Hugging Face cache.
+``BertModel.from_pretrained(pretrained)`` and hard-codes a hidden size of 768. ``pretrained`` is
+resolved as transformers resolves it: a local directory, or a hub name found in the local cache,
+or (when the environment allows the hub) a hub name downloaded into that cache. Nothing here
+changes the process's hub settings: with ``HF_HUB_OFFLINE`` set by the user, an uncached hub name
+is one error line instead of a download.
 
 Traps found in transformers 5.23 / huggingface_hub 2.4 (checked on the installed versions):
 
@@ -17,9 +20,9 @@ Traps found in transformers 5.23 / huggingface_hub 2.4 (checked on the installed
   no ``vocab.txt``; ``write_tiny_bert`` writes ``vocab.txt`` itself (the classic BERT layout that
   older transformers and other tools expect).
 - huggingface_hub reads ``HF_HUB_OFFLINE`` (and its cache location) once, at import; setting the
-  environment variable afterwards changes nothing. ``set_offline_mode`` therefore also flips the
-  flag in an already imported ``huggingface_hub.constants``, and ``resolve_pretrained`` works out
-  the cache directory from the environment at call time.
+  environment variable afterwards changes nothing there. ``resolve_pretrained`` therefore reads
+  both the environment and the imported flag at call time, and works out the cache directory
+  from the environment.
 
 transformers, huggingface_hub and the synthetic-data module are imported inside the functions:
 the package imports this module at import time, which must stay cheap and must not pre-import
@@ -46,21 +49,26 @@ PAD_ID, UNK_ID, CLS_ID, SEP_ID, MASK_ID, FIRST_WORD_ID = 0, 100, 101, 102, 103, 
 _SPECIAL_TOKENS = {PAD_ID: "[PAD]", UNK_ID: "[UNK]", CLS_ID: "[CLS]", SEP_ID: "[SEP]", MASK_ID: "[MASK]"}
 _FIX = (f"pass --pretrained /path/to/bert-base-uncased (a local directory with config.json, weights "
         f"and vocab.txt) or set {ENV_PRETRAINED}")
+# what BertModel / BertTokenizer.from_pretrained read from a hub repository
+HUB_FILES = ("config.json", "vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+             "model.safetensors", "model.safetensors.index.json", "model-*.safetensors")
+_TRUE = {"1", "true", "yes", "on"}
 
 
-def set_offline_mode() -> None:
-    """Make transformers and huggingface_hub never try the network (env vars + live flag)."""
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    os.environ["TRANSFORMERS_OFFLINE"] = "1"
+def hub_offline() -> bool:
+    """True when the user's environment forbids the hub (``HF_HUB_OFFLINE`` / ``TRANSFORMERS_OFFLINE``),
+    read now, or when an imported ``huggingface_hub`` already decided so."""
+    if any(os.environ.get(key, "").strip().lower() in _TRUE for key in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")):
+        return True
     constants = sys.modules.get("huggingface_hub.constants")
-    if constants is not None:
-        constants.HF_HUB_OFFLINE = True
+    return bool(getattr(constants, "HF_HUB_OFFLINE", False))
 
 
-def tiny_bert_vocab(vocab_size: int | None = None) -> list[str]:
+def tiny_bert_vocab(vocab_size: int | None = None, language: str = "en") -> list[str]:
     """Tokens in id order: BERT's special ids (0, 100-103), [unusedN] at 1-99, synthetic words.
 
-    ``vocab_size`` defaults to ``dar_mmsa.data.synthetic.VOCAB_SIZE``.
+    ``vocab_size`` defaults to ``dar_mmsa.data.synthetic.VOCAB_SIZE``; ``language`` ``"cn"`` gives
+    the Chinese characters of the synthetic CH-SIMS (bert-base-chinese has the same special ids).
     """
     from dar_mmsa.data.synthetic import VOCAB_SIZE, vocab_words
 
@@ -68,7 +76,7 @@ def tiny_bert_vocab(vocab_size: int | None = None) -> list[str]:
     if vocab_size < FIRST_WORD_ID:
         raise PretrainedError(f"tiny BERT vocab_size must be at least {FIRST_WORD_ID}, got {vocab_size}")
     tokens = [_SPECIAL_TOKENS.get(i, f"[unused{i - 1}]") for i in range(FIRST_WORD_ID)]
-    words = vocab_words()
+    words = vocab_words(language)
     tokens += words[:vocab_size - FIRST_WORD_ID]
     tokens += [f"[unused{i}]" for i in range(99, 99 + vocab_size - len(tokens))]
     return tokens
@@ -116,19 +124,20 @@ def _save_tiny_bert(target: Path, config, vocab: list[str], seed: int) -> None:
 
 def write_tiny_bert(path, num_layers: int = 1, hidden_size: int = BERT_HIDDEN_SIZE,
                     num_heads: int = 12, intermediate_size: int = 128,
-                    vocab_size: int | None = None, seed: int = 0) -> Path:
+                    vocab_size: int | None = None, seed: int = 0, language: str = "en") -> Path:
     """Write a small random ``BertModel`` plus tokenizer to ``path`` (skipped if already there).
 
     The vocabulary (``vocab_size`` defaults to ``dar_mmsa.data.synthetic.VOCAB_SIZE``) matches
-    the synthetic data: its ``raw_text`` tokenises to exactly the ids in ``text_bert``. Weights
-    are random (seeded), so it is a plumbing stand-in, not a language model. Returns ``path``.
+    the synthetic data of ``language`` (``"en"``: MOSI/MOSEI, ``"cn"``: CH-SIMS): its ``raw_text``
+    tokenises to exactly the ids in ``text_bert``. Weights are random (seeded), so it is a
+    plumbing stand-in, not a language model. Returns ``path``.
     """
     from dar_mmsa.data.synthetic import VOCAB_SIZE
 
     vocab_size = VOCAB_SIZE if vocab_size is None else vocab_size
     path = Path(path)
     config = _tiny_bert_config(num_layers, hidden_size, num_heads, intermediate_size, vocab_size)
-    vocab = tiny_bert_vocab(vocab_size)
+    vocab = tiny_bert_vocab(vocab_size, language)
     expected = {"model_type": "bert", "hidden_size": hidden_size, "num_hidden_layers": num_layers,
                 "num_attention_heads": num_heads, "intermediate_size": intermediate_size,
                 "vocab_size": vocab_size}
@@ -175,7 +184,7 @@ def _cached_snapshot(name: str) -> Path | None:
 
 
 def _unavailable(name: str, why: str = "") -> PretrainedError:
-    """The one-line error for BERT weights that cannot be used offline."""
+    """The one-line error for BERT weights that cannot be used."""
     detail = f" ({why})" if why else ""
     return PretrainedError(f"BERT weights '{name}' are not available offline{detail}: {_FIX}")
 
@@ -189,12 +198,27 @@ def _check_directory(directory: Path, name: str) -> str:
     return str(directory)
 
 
+def download_pretrained(name: str) -> Path:
+    """Download hub model ``name`` into the Hugging Face cache (as ``from_pretrained`` would) and return
+    its snapshot directory; one line if the hub refuses or cannot be reached."""
+    import huggingface_hub
+
+    try:
+        folder = huggingface_hub.snapshot_download(repo_id=name, allow_patterns=list(HUB_FILES),
+                                                   cache_dir=str(_hub_cache_dir()))
+    except Exception as err:  # network errors, unknown repos, gated repos: all end the run the same way
+        message = " ".join(str(err).split())[:200]
+        raise PretrainedError(f"BERT weights '{name}' could not be downloaded from the Hugging Face hub "
+                              f"({type(err).__name__}: {message}): {_FIX}") from None
+    return Path(folder)
+
+
 def resolve_pretrained(pretrained: str | None = None) -> str:
     """A local directory holding the BERT named by ``pretrained`` (or ``$DAR_MMSA_PRETRAINED``).
 
-    Accepts a local directory with config.json and weights, or a hub name whose files are already
-    in the local cache (its snapshot directory is returned). Never touches the network; raises
-    ``PretrainedError`` (one line) otherwise.
+    Accepts a local directory with config.json and weights, or a hub name: its cached snapshot, else
+    a download into the cache unless the environment sets ``HF_HUB_OFFLINE`` (then one error line, at
+    once). Raises ``PretrainedError`` (one line) otherwise.
     """
     name = str(pretrained) if pretrained else os.environ.get(ENV_PRETRAINED, "")
     if not name:
@@ -208,7 +232,10 @@ def resolve_pretrained(pretrained: str | None = None) -> str:
         raise _unavailable(name, "no such directory")
     snapshot = _cached_snapshot(name)
     if snapshot is None:
-        raise _unavailable(name, "not a local directory and not in the Hugging Face cache")
+        if hub_offline():
+            raise _unavailable(name, "not a local directory and not in the Hugging Face cache, and "
+                                     "HF_HUB_OFFLINE is set")
+        snapshot = download_pretrained(name)
     return _check_directory(snapshot, name)
 
 

@@ -1,14 +1,30 @@
-"""Shared fixtures: a tiny offline BERT and a small synthetic MOSI/MOSEI root, built once per session."""
+"""Shared fixtures: a tiny offline BERT and a small synthetic MOSI/MOSEI root, built once per pytest run."""
 import os
 
-import pytest
-import torch
+# The tests never reach the hub: offline mode is set here, before anything imports transformers or
+# huggingface_hub (which read it once, at import), and subprocesses the tests start inherit it.
+# dar_mmsa itself leaves these variables alone.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+import logging  # noqa: E402
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 # The tests' models are tiny: one intra-op thread avoids OpenMP oversubscription on 2 cores
 torch.set_num_threads(int(os.environ.get("DAR_MMSA_TEST_THREADS", "1")))
+
+
+@pytest.fixture(autouse=True)
+def _close_mmsa_log_handlers():
+    """MMSA_run adds a file and a stream handler to the 'MMSA' logger on every call (stock MMSA):
+    the tests' many runs in one process would stack them, so each test ends with none."""
+    yield
+    logger = logging.getLogger("MMSA")
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+        handler.close()
 
 
 @pytest.fixture(scope="session")

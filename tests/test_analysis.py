@@ -69,18 +69,36 @@ def test_significance_and_robustness_files(bench):
         assert (bench.root / name).is_file(), name
     sig = pd.read_csv(bench.root / "significance.csv")
     assert set(sig["condition"]) == {"intra-0.0", "intra-0.5", "table1_avg"} and set(sig["metric"]) == set(METRICS)
-    assert sig["reference"].nunique() == 1 and len(sig) == 3 * len(METRICS)  # one other model
-    assert (sig["lead_low"] <= sig["lead_high"]).all() and set(sig["n_test"]) == {9}
-    table1 = pd.read_csv(bench.root / "table1.csv")
-    best = table1.sort_values("Non0_acc_2", ascending=False, kind="stable").iloc[0]["model"]
-    assert sig["reference"].iloc[0] == best
+    assert len(sig) == 3 * len(METRICS)  # one other model
+    assert set(sig["reference"]) == {"dar"} and set(sig["model"]) == {"misa"}  # DAR runs: it is the reference
+    defined = sig[sig["defined"]]
+    assert (defined["lead_low"] <= defined["lead_high"]).all() and set(sig["n_test"]) == {9}
+    assert set(sig["n_boot"]) == {10000} and (defined["p_value"] >= 2 / 10001).all()
+    families = sig.groupby("family").size().to_dict()
+    assert families == {"primary": 2, "secondary": 6, "exploratory": 16}
+    primary = sig[sig["family"] == "primary"]
+    assert set(primary["metric"]) == {"Non0_acc_2", "MAE"} and (primary["condition"] == "table1_avg").all()
+    assert (defined["p_holm"] >= defined["p_value"]).all() and (defined["q_bh"] >= defined["p_value"]).all()
+    assert sig.loc[sig["family"] != "primary", "p_holm_primary"].isna().all()
+    assert not sig.loc[sig["family"] != "primary", "significant"].any()
+    assert (sig.loc[sig["defined"] == False, ["lead_low", "p_value"]].isna()).all().all()  # noqa: E712
     rob = pd.read_csv(bench.root / "robustness.csv")
     assert set(rob["model"]) == {"misa", "dar"} and set(rob["metric"]) == set(METRICS)
     per_rate = pd.read_csv(bench.root / "per_rate.csv")
     dar = per_rate[per_rate["model"] == "dar"].sort_values("rate")["Non0_acc_2_mean"].to_numpy()
     row = rob[(rob["model"] == "dar") & (rob["metric"] == "Non0_acc_2")].iloc[0]
-    assert row["normalised_auc"] == pytest.approx(dar.mean())  # two points: the mean height
-    assert rob[rob["model"] == "misa"]["effective_robustness"].eq(0).all()  # MISA is the default baseline
+    assert row["normalised_auc_oriented"] == pytest.approx(dar.mean())  # two points: the mean height
+    assert rob[rob["model"] == "misa"]["effective_robustness_sum_oriented"].eq(0).all()  # MISA: the default baseline
+    # the robustness leads of DAR (the reference) over MISA, from the same paired draws (unrounded metrics;
+    # the table's come from MMSA's values, rounded to 4 decimals)
+    misa = rob[(rob["model"] == "misa")].set_index("metric")
+    dar_rob = rob[(rob["model"] == "dar")].set_index("metric")
+    assert set(rob["reference"]) == {"dar"} and dar_rob["auc_lead"].isna().all()
+    gap = dar_rob["normalised_auc_oriented"] - misa["normalised_auc_oriented"]
+    assert misa["auc_lead"].to_numpy() == pytest.approx(gap.to_numpy(), abs=2e-4)
+    er_gap = dar_rob["effective_robustness_mean_oriented"] - misa["effective_robustness_mean_oriented"]
+    assert misa["er_lead"].to_numpy() == pytest.approx(er_gap.to_numpy(), abs=2e-4)
+    assert {"auc_p_holm", "auc_q_bh", "er_p_holm", "er_significant"} <= set(rob.columns)
 
 
 def test_report_only_rebuilds_identically_and_trains_nothing(bench, capsys):
@@ -99,11 +117,16 @@ def test_report_only_rebuilds_identically_and_trains_nothing(bench, capsys):
 def test_report_compare_changes_the_reference(bench, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(bench.root, copy)
+    report(copy, analysis={"compare": "misa"})
+    assert set(pd.read_csv(copy / "significance.csv")["reference"]) == {"misa"}
     table1 = pd.read_csv(bench.root / "table1.csv")
-    other = table1.sort_values("Non0_acc_2", ascending=False, kind="stable").iloc[-1]["model"]
-    report(copy, analysis={"compare": other})
-    sig = pd.read_csv(copy / "significance.csv")
-    assert set(sig["reference"]) == {other}
+    best = table1.sort_values("Non0_acc_2", ascending=False, kind="stable").iloc[0]["model"]
+    result = report(copy, analysis={"compare": "best"})
+    assert set(pd.read_csv(copy / "significance.csv")["reference"]) == {best}
+    assert "was chosen on the test set (--compare best" in result.summary
+    assert "chosen on the test set" not in report(copy, analysis={"compare": "dar"}).summary
+    with pytest.raises(ConfigError, match="--primary Acc2"):
+        report(copy, analysis={"primary": ["Acc2"]})
     with pytest.raises(ConfigError, match="--compare lnln"):
         report(copy, analysis={"compare": "lnln"})
     with pytest.raises(ConfigError, match="no results store"):
@@ -198,3 +221,25 @@ def test_mmsa_command_line_still_works(capsys):
 def test_report_only_refuses_grid_options(bench, capsys):
     assert run_benchmark.main(["--report-only", "--out", str(bench.out), "--name", "t", "--models", "dar"]) == 2
     assert "drop --models" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("order", [["misa", "dar", "lnln"], ["dar", "misa"], ["lnln", "misa", "dar"]])
+def test_default_reference_is_dar_whenever_dar_runs(order):
+    from dar_mmsa.benchmark.analysis import reference_model
+
+    table1 = pd.DataFrame({"dataset": "mosi", "model": order,
+                           "Non0_acc_2": [0.9 if m != "dar" else 0.1 for m in order]})  # DAR the worst
+    assert reference_model(table1, "mosi", order, None, order) == "dar"
+    assert reference_model(table1, "mosi", order, "misa", order) == "misa"
+    assert reference_model(table1, "mosi", order, "best", order) == next(m for m in order if m != "dar")
+    without = [m for m in order if m != "dar"]
+    assert reference_model(table1, "mosi", without, None, without) == without[0]  # else the first model given
+    assert reference_model(table1, "mosi", without, None, order) is None  # DAR runs but has no predictions here
+
+
+def test_primary_option_errors_on_the_command_line(bench, capsys):
+    before = (bench.root / "report.json").read_bytes()
+    assert run_benchmark.main(["--report-only", "--out", str(bench.out), "--name", "t", "--primary", "Acc2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --primary Acc2") and "Non0_acc_2" in err[0]
+    assert (bench.root / "report.json").read_bytes() == before

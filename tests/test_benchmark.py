@@ -41,8 +41,8 @@ def bench(tmp_path_factory, synthetic_root, tiny_bert):
 def test_trains_once_and_writes_reports(bench):
     result = bench.result
     assert (result.trained, result.evaluated, result.failures) == (1, 2, [])
-    for name in ("evaluations.csv", "per_rate.csv", "table1.csv", "table1.tex", "summary.txt", "figure4.png",
-                 "figure4.pdf"):
+    for name in ("evaluations.csv", "per_rate.csv", "table1.csv", "table1.tex", "tables.tex", "summary.txt",
+                 "figure4.png", "figure4.pdf"):
         assert (bench.root / name).is_file(), name
     per_rate = pd.read_csv(bench.root / "per_rate.csv")
     assert list(per_rate["rate"]) == [0.0, 0.5] and set(per_rate["data"]) == {"synthetic"}
@@ -52,6 +52,8 @@ def test_trains_once_and_writes_reports(bench):
     assert table.loc[0, "Non0_acc_2"] == pytest.approx(per_rate["Non0_acc_2_mean"].mean())
     assert "Synthetic data" in (bench.root / "table1.tex").read_text()
     assert "SYNTHETIC" in result.summary
+    verdict = [line for line in result.summary.splitlines() if line.startswith("mosi     MISA") and "learned" in line]
+    assert len(verdict) == 1 and "mean predictor --" not in verdict[0]  # recorded with the training
     logs = list((bench.root / "logs").glob("*.log"))
     assert len(logs) == 1 and "TEST-(misa)" in logs[0].read_text()
 
@@ -65,7 +67,7 @@ def test_store_records(bench):
     assert set(METRICS) <= set(record["metrics"]) and all(type(v) is float for v in record["metrics"].values())
     assert record["versions"]["MMSA"] == "2.2.1" and record["wall_time_s"] > 0
     assert record["condition"]["rate"] == 0.5 and record["seed"] == 1111
-    assert not list(store.root.rglob("*.tmp")) and not list(store.root.rglob("*.partial.pth"))
+    assert not list(store.root.rglob("*.tmp")) and not list(store.root.rglob("*.partial*.pth"))
 
 
 def test_rate_zero_matches_mmsa_do_test(bench, synthetic_root, tiny_bert):

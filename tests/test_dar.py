@@ -254,6 +254,37 @@ def test_bad_model_config_fails_in_one_line(tiny_bert, overrides, message):
         DAR(dar_args(tiny_bert, **overrides))
 
 
+@pytest.mark.parametrize("overrides, message", [({"club_input": "whitened"}, "club_input"),
+                                               ({"club_reduction": "max"}, "club_reduction")])
+def test_bad_club_options_fail_in_one_line(tiny_bert, overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        DAR(dar_args(tiny_bert, **overrides))
+
+
+def test_a_config_without_the_club_keys_runs_the_raw_estimator(tiny_bert):
+    args = dar_args(tiny_bert)
+    del args["club_input"], args["club_reduction"]
+    model = DAR(args)
+    assert (model.club_input, model.club_reduction) == ("raw", "sum")
+
+
+@pytest.mark.parametrize("club_input, invariant", [("scale_free", True), ("raw", False)])
+def test_l_diff_ignores_how_the_encoders_scale_their_features_only_when_scale_free(tiny_bert, club_input, invariant):
+    torch.manual_seed(0)
+    model = DAR(dar_args(tiny_bert, club_input=club_input)).eval()
+    batch = make_batch()
+    with torch.no_grad():
+        corrupted = model(batch["text"], batch["audio"], batch["vision"], **with_complete(batch))["corrupted"]
+        com, spec = corrupted["com"], corrupted["spec"]
+        diff, stats = model.club_terms(com, spec)
+        scaled, scaled_stats = model.club_terms({m: 4 * x for m, x in com.items()}, {m: x / 4 for m, x in spec.items()})
+    assert (scaled.item() == pytest.approx(diff.item(), rel=1e-3, abs=1e-4)) == invariant
+    # the diagnostics are of the raw features
+    assert scaled_stats["com_var"].item() == pytest.approx(16 * stats["com_var"].item(), rel=1e-4)
+    assert scaled_stats["spec_var"].item() == pytest.approx(stats["spec_var"].item() / 16, rel=1e-4)
+    assert scaled_stats["com_spec_corr"].item() == pytest.approx(stats["com_spec_corr"].item(), abs=1e-5)
+
+
 def test_defaults_hold_the_paper_hyperparameters():
     assert DEFAULTS["commonParams"]["need_data_aligned"] is False
     for dataset, k in (("mosi", 0.3), ("mosei", 0.4)):
@@ -263,6 +294,7 @@ def test_defaults_hold_the_paper_hyperparameters():
         assert params["dim"] == 128 and params["aligned_len"] == 50
         assert all(params[s] for s in ("use_sim_loss", "use_diff_loss", "use_recon_loss", "use_boot_loss"))
         assert params["detach_recon_targets"] is False
+        assert (params["club_input"], params["club_reduction"]) == ("scale_free", "mean")
 
 
 # ----------------------------------------------------------------------------- MMSA_run

@@ -71,6 +71,20 @@ def test_rerun_trains_nothing_and_full_reuses_a_table1_training(ablation):
     assert (result.root / "table1.csv").is_file()
 
 
+def test_report_only_rebuilds_the_experiment_tables_byte_for_byte(ablation):
+    from dar_mmsa.benchmark import report
+
+    result, kwargs = ablation
+    run(**kwargs)  # the ablation's manifest; the previous test left Table 1's report.json beside it
+    tables = {p.name: p.read_bytes() for p in result.root.iterdir() if p.suffix in (".csv", ".tex")}
+    assert {"table2_ablation.csv", "table2_ablation.tex", "table2_ablation_per_rate.csv", "table1.csv"} <= set(tables)
+    for name in tables:
+        (result.root / name).unlink()
+    rebuilt = report(result.root)
+    assert {p.name: p.read_bytes() for p in result.root.iterdir() if p.suffix in (".csv", ".tex")} == tables
+    assert "w/o L_boot" in rebuilt.summary and "Table 1" in rebuilt.summary
+
+
 def test_variants_select_part_of_a_table_from_the_same_store(ablation):
     result, kwargs = ablation
     part = run(**dict(kwargs, variants=["full", "wo-diff"]))  # the experiment's order, not the given one
@@ -93,19 +107,20 @@ def test_experiments_refuse_models_without_their_switches(small_mosi_root, tiny_
         run(experiment="nope", seeds=[1111], data_root=small_mosi_root, pretrained=tiny_bert, out=tmp_path)
 
 
-def test_quick_train_rate_from_the_command_line(small_mosi_root, tiny_bert, tmp_path, capsys, monkeypatch):
+def test_smoke_train_rate_from_the_command_line(small_mosi_root, tiny_bert, tmp_path, capsys, monkeypatch):
     for key in ("DAR_MMSA_DATA_ROOT", "DAR_MMSA_PRETRAINED"):
         monkeypatch.delenv(key, raising=False)
     small = [f"{k}={v}" for k, v in SMALL.items() if k not in ("max_epochs", "batch_size")]
-    code = run_benchmark.main(["--quick", "--experiment", "train-rate", "--seeds", "1111", "--rates", "0.0", "0.9",
+    code = run_benchmark.main(["--smoke", "--experiment", "train-rate", "--seeds", "1111", "--rates", "0.0", "0.9",
                                "--set", *small, "--out", str(tmp_path), "--no-progress", "--device", "cpu",
                                "--with-reported", "--data-root", small_mosi_root, "--pretrained", tiny_bert])
     assert code == 0, capsys.readouterr().err[-2000:]
-    root = tmp_path / "synthetic-quick"
+    root = tmp_path / "synthetic-smoke"
     table = pd.read_csv(root / "table3_train_rate.csv")
     assert list(table["display_name"]) == [f"k = {k:.1f}" for k in TRAIN_RATES]
     rates = {t["args"]["train_missing_rate"] for t in ResultStore(root).trainings()}
     assert rates == set(TRAIN_RATES)
     tex = (root / "table3_train_rate.tex").read_text()
-    assert "0.8 (reported) & 24.56" in tex and r"\multirow{2}{*}{$k$}" in tex
+    assert "0.8 (reported) & 24.56" in tex and "\n$k$ & Acc-7 & " in tex and r"\multirow" not in tex
+    assert (root / "tables.tex").read_text().count(r"\input{") == len(list(root.glob("*.tex"))) - 1
     assert "Training missing rate" in capsys.readouterr().out

@@ -158,3 +158,96 @@ def test_common_info_nce_averages_the_three_modality_pairs():
     feats = [torch.randn(5, 4) for _ in range(3)]
     pairs = [L.common_info_nce([feats[m], feats[n]], 0.2) for m, n in itertools.combinations(range(3), 2)]
     assert L.common_info_nce(feats, 0.2).item() == pytest.approx(torch.stack(pairs).mean().item(), rel=1e-6)
+
+
+# ----------------------------------------------------------------------------- scale-free L_diff
+def test_standardise_is_per_dimension_over_batch_and_time():
+    x = torch.tensor([[[1.0, 10.0], [3.0, 10.0]], [[5.0, 10.0], [7.0, 10.0]]])  # (B=2, t=2, d=2)
+    # dimension 0: mean 4, variance (9 + 1 + 1 + 9) / 4 = 5; dimension 1 is constant: only centred
+    expected = torch.tensor([[[-3.0, 0.0], [-1.0, 0.0]], [[1.0, 0.0], [3.0, 0.0]]]) / torch.tensor([5 ** 0.5, 1.0])
+    assert torch.allclose(L.standardise(x), expected, atol=1e-5)
+
+
+def test_standardised_features_get_no_gradient_along_their_own_scale():
+    torch.manual_seed(0)
+    x = torch.randn(6, 3, 4, requires_grad=True)
+    (L.standardise(x) * torch.randn(6, 3, 4)).sum().backward()
+    # invariance to x -> c x means d/dc at c = 1, the gradient's projection on x, is zero
+    assert abs(float((x.grad * x.detach()).sum())) < 1e-4
+    assert float(x.grad.abs().sum()) > 1e-2
+
+
+def test_club_input_choices_and_reductions():
+    torch.manual_seed(0)
+    x = torch.randn(5, 2, 3)
+    assert L.club_input(x, "raw") is x
+    assert torch.equal(L.club_input(x, "scale_free"), L.standardise(x))
+    with pytest.raises(ValueError, match="scale_free"):
+        L.club_input(x, "whitened")
+    mean, log_var, target = torch.randn(5, 2, 3), torch.randn(5, 2, 3), torch.randn(5, 2, 3)
+    for fn in (L.club_estimate, L.gaussian_log_likelihood):
+        assert fn(mean, log_var, target, "mean").item() == pytest.approx(fn(mean, log_var, target).item() / 3, rel=1e-5)
+    with pytest.raises(ValueError, match="sum"):
+        L.club_estimate(mean, log_var, target, "max")
+
+
+def test_feature_statistics_by_hand():
+    com = torch.tensor([[[1.0, 0.0]], [[3.0, 2.0]]])   # (B=2, t=1, d=2): variances 1 and 1
+    spec = torch.tensor([[[2.0, 5.0]], [[6.0, 1.0]]])  # variances 4 and 4; dim 0 moves with com, dim 1 against
+    stats = L.feature_statistics(com, spec)
+    assert stats == pytest.approx({"com_var": 1.0, "spec_var": 4.0, "com_spec_corr": 0.0}, abs=1e-6)
+    assert L.feature_statistics(com, 2 * com + 1)["com_spec_corr"] == pytest.approx(1.0, abs=1e-6)
+
+
+def dependent_pair(n, gen, independent=False):
+    """(H~spec, H~com) of raw spread ~0.1 with H~com = 0.8 H~spec + noise (or unrelated)."""
+    spec = torch.randn(n, 3, 4, generator=gen)
+    noise = torch.randn(n, 3, 4, generator=gen)
+    com = noise if independent else 0.8 * spec + 0.6 * noise
+    return 0.1 * spec, 0.1 * com
+
+
+def club_after_fitting(mode: str, steps: int = 300):
+    """A q_theta fitted on fresh batches under ``mode``, and a function giving its CLUB estimate on
+    held-out (spec, com) as seen under ``mode``."""
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(1)
+    q = GaussianPosterior(4, 16)
+    opt = torch.optim.Adam(q.parameters(), lr=1e-2)
+    for _ in range(steps):
+        spec, com = dependent_pair(64, gen)
+        opt.zero_grad()
+        (-L.gaussian_log_likelihood(*q(L.club_input(spec, mode)), L.club_input(com, mode))).backward()
+        opt.step()
+
+    def estimate(spec, com):
+        with torch.no_grad():
+            return L.club_estimate(*q(L.club_input(spec, mode)), L.club_input(com, mode)).item()
+
+    return estimate, gen
+
+
+def collapsed(x, factor):
+    """``x`` pulled towards its batch mean: a constant when ``factor`` is 0."""
+    mean = x.mean((0, 1), keepdim=True)
+    return mean + factor * (x - mean)
+
+
+def test_collapsing_h_spec_does_not_lower_the_scale_free_estimate_unless_dependence_falls():
+    estimate, gen = club_after_fitting("scale_free")
+    spec, com = dependent_pair(512, gen)
+    before = estimate(spec, com)
+    assert before > 1.0
+    for factor in (0.1, 1e-3):  # shrinking towards a constant keeps every bit of the dependence
+        assert estimate(collapsed(spec, factor), com) == pytest.approx(before, rel=0.01)
+    assert abs(estimate(collapsed(spec, 0.0), com)) < 0.01  # a constant: the dependence really is gone
+    unrelated_spec, _ = dependent_pair(512, gen, independent=True)
+    assert estimate(unrelated_spec, com) < 0.2 * before  # independent features: the estimate falls
+
+
+def test_the_raw_estimate_falls_when_h_spec_shrinks():
+    estimate, gen = club_after_fitting("raw", steps=600)
+    spec, com = dependent_pair(512, gen)
+    before = estimate(spec, com)
+    assert before > 0.05
+    assert estimate(collapsed(spec, 1e-3), com) < 0.1 * before

@@ -135,11 +135,15 @@ def test_train_and_validation_steps_log_every_term(tiny_bert):
     trainer._terms = {}
     _, loss = trainer.train_step(net, make_batch(), optimizers)
     train = trainer._collect_terms()
-    assert set(train) == {"task", "boot", "sim_com", "sim_spec", "diff", "re", "recon", "total", "q_nll"}
+    diagnostics = {"com_var", "spec_var", "com_spec_corr", "q_var"}
+    assert set(train) == {"task", "boot", "sim_com", "sim_spec", "diff", "re", "recon", "total", "q_nll"} | diagnostics
+    assert train["com_var"] > 0 and train["spec_var"] > 0 and -1 <= train["com_spec_corr"] <= 1
+    assert math.exp(-1) - 1e-6 <= train["q_var"] <= math.e + 1e-6  # q_theta's Tanh-capped band
     assert train["total"] == pytest.approx(loss, abs=1e-5)
     trainer._terms = {}
     batches = [trainer.corrupt(make_batch(batch=b, seed=b), 0.3, 1) for b in (2, 4)]
     with torch.no_grad():
         losses = [trainer.eval_step(net.eval(), b, "VAL")[1] for b in batches]
     valid = trainer._collect_terms()
+    assert set(valid) >= diagnostics
     assert "q_nll" not in valid and valid["total"] == pytest.approx((2 * losses[0] + 4 * losses[1]) / 6, abs=1e-5)

@@ -13,7 +13,8 @@ def test_docs_state_the_aligned_rule_the_rng_difference_and_the_validator():
     assert "*Aligned files*" in DOC and "**text length**" in DOC
     assert "*Random numbers*" in DOC and "--masks lnln" in DOC
     assert "### Real feature files" in DOC and "**refused**" in DOC and "front-padded" in DOC
-    assert "sample-weighted mean of the model's evaluation loss for every model" in DOC
+    assert "our models' stored `Loss` is the sample-weighted mean of their evaluation loss" in DOC
+    assert "| `sample_weighted_loss` |" in DOC and "false: MMSA's mean of batch means" in DOC
 
 
 def test_aligned_frames_count_as_real_up_to_the_text_length():

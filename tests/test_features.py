@@ -115,10 +115,15 @@ def test_validation_errors(tiny, tmp_path, name, aligned, corrupt, expected):
         assert part in message, (part, message)
 
 
-def test_wrong_dataset_dims(tiny):
-    # MOSI audio has 5 features; read as MOSEI it must be rejected (74 expected)
-    with pytest.raises(DataError, match=r"key 'audio'.*\(N, \*, 74\)"):
-        F.load_features(tiny[False], "mosei", aligned=False)
+def test_feature_sizes_come_from_the_data(tiny, tmp_path):
+    # MOSI's 5-d audio read as MOSEI is accepted (MMSA-FET writes any sizes; MMSA takes them from the file),
+    # but a split whose audio size differs from the train split's is refused
+    F.load_features(tiny[False], "mosei", aligned=False)
+    data = _load(tiny[False])
+    data["test"]["audio"] = np.zeros(data["test"]["audio"].shape[:2] + (7,), np.float32)
+    path = _dump(data, tmp_path / "mixed.pkl")
+    with pytest.raises(DataError, match=r"split 'test', key 'audio'.*\(N, \*, 5\)"):
+        F.load_features(path, "mosi", aligned=False)
 
 
 def test_missing_file_says_how_to_fix(tmp_path):

@@ -2,14 +2,19 @@
 
 ``tests/data/memory_expected.json`` holds the metrics, ``table1.csv`` and sampled weights of
 :func:`tiny_benchmark`. Its metrics and ``table1.csv`` are those of the code before the sharing (commit
-0226e67) after the DAR recipe change (265eb5a); the weight samples were taken on 2026-12-02 from code
-whose weight hashes equal 265eb5a's on the same machine. To remake it after a change that is meant to
-change results:
+0226e67) after the DAR recipe change (265eb5a); the weight samples were taken from code
+whose weight hashes equal 265eb5a's on the same machine, except DAR's, taken again when its
+``club_input`` default became ``scale_free`` (issue 23; its metrics did not change). The whole file was
+remade when MMSA's models went back to stock behaviour by default (issue 21): the run sets the
+harness's corrections (``pad_past_lengths``, ``sample_weighted_loss``) that were always on before, and
+every metric and ``table1.csv`` came out unchanged; only two of MISA's attention biases whose exact
+gradient is zero (a key bias, to which softmax is invariant) moved beyond the tolerance. To remake it
+after a change that is meant to change results:
 ``PYTHONPATH=$PWD python tests/test_memory.py tests/data/memory_expected.json``.
 
 Against that file, weights are compared at sampled elements with a tolerance: torch does not promise
-bit-identical floats across CPUs and builds (the exact hashes of 2026-12-01 no longer matched on a later
-machine while every metric still did). Bit-identical weights are asserted between two runs on the same
+bit-identical floats across CPUs and builds (the exact hashes taken on one machine no longer matched on
+another while every metric still did). Bit-identical weights are asserted between two runs on the same
 machine (:func:`test_results_equal_a_run_that_shares_nothing`).
 """
 import contextlib
@@ -24,7 +29,10 @@ import pytest
 
 EXPECTED = Path(__file__).resolve().parent / "data" / "memory_expected.json"
 TINY = dict(models=["misa", "dar"], datasets=["mosi"], seeds=[1111], rates=[0.0, 0.5], device="cpu",
-            progress=False, overrides={"max_epochs": 1, "batch_size": 8})
+            progress=False, overrides={"max_epochs": 1, "batch_size": 8,
+                                       # the harness's corrections of MMSA's behaviour were always on
+                                       # when the expected file was made; MISA keeps them here
+                                       "pad_past_lengths": True, "sample_weighted_loss": True})
 
 
 SAMPLES_PER_TENSOR = 8
@@ -92,14 +100,17 @@ def shared_run(tmp_path_factory, small_mosi_root, tiny_bert):
 
 def test_results_equal_the_code_before_sharing(shared_run):
     expected = json.loads(EXPECTED.read_text())
+    assert shared_run["metrics"] == expected["metrics"]
+    assert shared_run["table1.csv"] == expected["table1.csv"]
     # trained on the same bytes, in the same order: equal up to float drift between machines
     assert shared_run["weight_samples"].keys() == expected["weight_samples"].keys()
+    drifted = []
     for model, samples in expected["weight_samples"].items():
         assert shared_run["weight_samples"][model].keys() == samples.keys()
         for key, values in samples.items():
-            assert shared_run["weight_samples"][model][key] == pytest.approx(values, rel=1e-5, abs=1e-7), (model, key)
-    assert shared_run["metrics"] == expected["metrics"]
-    assert shared_run["table1.csv"] == expected["table1.csv"]
+            if shared_run["weight_samples"][model][key] != pytest.approx(values, rel=1e-5, abs=1e-7):
+                drifted.append((model, key, shared_run["weight_samples"][model][key], values))
+    assert not drifted, [(m, k) for m, k, _, _ in drifted]
 
 
 def test_results_equal_a_run_that_shares_nothing(shared_run, tmp_path, small_mosi_root, tiny_bert, monkeypatch):

@@ -87,3 +87,66 @@ def test_lnln_early_stop_zero_is_zero():
     args = {"dataset_name": "mosi", "max_epochs": 7, "early_stop": 0}
     assert LNLNTrainer(args).early_stop == 0
     assert LNLNTrainer(dict(args, early_stop=None)).early_stop == 7
+
+
+# ----------------------------------------------------------------------------- the harness (issue 21)
+def _settings(tmp_path, **extra):
+    from dar_mmsa.benchmark.plan import Settings
+
+    return Settings(models=("misa",), datasets=("mosi",), seeds=(1111,), conditions=(), device=torch.device("cpu"),
+                    config_file=None, overrides={}, store=None, **extra)
+
+
+def test_mmsa_corrections_are_recorded_off_and_change_the_hash(tmp_path, tiny_bert, small_mosi_root):
+    from dar_mmsa.benchmark.grid import training_config_hash
+    from dar_mmsa.benchmark.plan import build_args
+
+    settings = _settings(tmp_path, data_root=small_mosi_root, pretrained=tiny_bert)
+    stock = build_args(settings, "misa", "mosi", 1111)
+    assert stock["pad_past_lengths"] is False and stock["sample_weighted_loss"] is False
+    padded = build_args(settings, "misa", "mosi", 1111, overrides={"pad_past_lengths": True})
+    assert padded["pad_past_lengths"] is True and training_config_hash(padded) != training_config_hash(stock)
+    ours = build_args(settings, "dar", "mosi", 1111)
+    assert "pad_past_lengths" not in ours and "sample_weighted_loss" not in ours  # ours always pad
+
+
+def test_modality_files_enter_the_hash_by_content(tmp_path, tiny_bert, small_mosi_root):
+    import shutil
+
+    from dar_mmsa.benchmark.grid import training_config_hash
+    from dar_mmsa.benchmark.plan import build_args
+    from dar_mmsa.data.synthetic import feature_path
+
+    settings = _settings(tmp_path, data_root=small_mosi_root, pretrained=tiny_bert)
+    mosi = feature_path(small_mosi_root, "mosi", aligned=False)
+    copy = shutil.copy(mosi, tmp_path / "copy.pkl")
+    plain = training_config_hash(build_args(settings, "dar", "mosi", 1111))
+    with_a = build_args(settings, "dar", "mosi", 1111, overrides={"feature_A": str(mosi)})
+    moved = build_args(settings, "dar", "mosi", 1111, overrides={"feature_A": str(copy)})
+    assert with_a["feature_A_fingerprint"].startswith("sha256:")
+    assert training_config_hash(with_a) != plain and training_config_hash(with_a) == training_config_hash(moved)
+    with pytest.raises(ConfigError, match="feature_V file .* not found"):
+        build_args(settings, "dar", "mosi", 1111, overrides={"feature_V": str(tmp_path / "none.pkl")})
+
+
+def test_data_root_order(tmp_path, monkeypatch):
+    import json
+
+    from dar_mmsa.benchmark.plan import pick_data_root
+    from dar_mmsa.config import build_config
+
+    given, env, configured = (tmp_path / name for name in ("given", "env", "configured"))
+    configured.mkdir()
+    config = build_config()
+    config["datasetCommonParams"]["dataset_root_dir"] = str(configured)
+    config_file = tmp_path / "config.json"
+    config_file.write_text(json.dumps(config))
+    monkeypatch.setenv("DAR_MMSA_DATA_ROOT", str(env))
+    assert pick_data_root(given, config_file) == (given, "--data-root")
+    assert pick_data_root(None, config_file) == (env, "$DAR_MMSA_DATA_ROOT")
+    monkeypatch.delenv("DAR_MMSA_DATA_ROOT")
+    assert pick_data_root(None, config_file) == (configured, f"dataset_root_dir of {config_file}")
+    configured.rmdir()  # a dataset_root_dir that does not exist here (MMSA's own file names one)
+    root, source = pick_data_root(None, config_file)
+    assert root is None and source.startswith("synthetic")
+    assert pick_data_root(None, None)[0] is None  # our config: empty dataset_root_dir

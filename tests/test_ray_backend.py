@@ -1,6 +1,9 @@
 """The Ray backend on one local 2-CPU Ray (started once for this module): the serial backend's tables
 exactly, a killed worker retried (then reported), a killed driver resumed, an unshared output folder
-refused; and the backend options' one-line errors (no Ray needed)."""
+or a lock error refused in one line, bf16 not judged on the driver; and without Ray: the backend
+options' one-line errors, lock errors and lock holders, one partial checkpoint per attempt, the
+attempt cap that bounds Ray's out-of-memory retries, Ray's out-of-memory line, --deterministic."""
+import json
 import os
 import signal
 import subprocess
@@ -151,8 +154,137 @@ def test_output_folder_unseen_by_workers_is_one_error_line(ray_cluster, serial, 
                                    serial.kwargs["pretrained"], "--device", "cpu", "--out", str(tmp_path), "--name", "t", "--backend", "ray"])
     finally:
         marker.unlink()
-    err = capsys.readouterr().err.strip().splitlines()
+    err = [line for line in capsys.readouterr().err.splitlines() if not line.startswith("note: ")]
     assert code == 2 and len(err) == 1, err
     assert err[0].startswith(f"error: output folder {tmp_path / 't'} is not shared with Ray node ")
     assert "put --out on storage that every node mounts" in err[0]
     assert ResultStore(tmp_path / "t").trainings() == [] and not list(tmp_path.rglob(".shared-probe-*"))
+
+
+def test_a_probed_lock_error_is_one_line_naming_it(ray_cluster, serial, tmp_path, capsys):
+    marker = ray_cluster.hooks / "lock-error"
+    marker.touch()
+    try:
+        code = run_benchmark.main(["--no-progress", "--models", "misa", "--seeds", "1111", "--rates", "0.0",
+                                   "--data-root", serial.kwargs["data_root"], "--pretrained",
+                                   serial.kwargs["pretrained"], "--device", "cpu", "--out", str(tmp_path), "--name", "t",
+                                   "--backend", "ray"])
+    finally:
+        marker.unlink()
+    err = [line for line in capsys.readouterr().err.splitlines() if not line.startswith("note: ")]
+    assert code == 2 and len(err) == 1, err
+    assert f"cannot lock {tmp_path / 't' / '.lock'} (ENOLCK: " in err[0] and "no working file locks" in err[0]
+    assert "docs/benchmark.md" in err[0] and "another benchmark" not in err[0]
+
+
+def test_bf16_with_gpus_is_not_checked_on_a_cpu_driver(ray_cluster, serial, tmp_path):
+    from dar_mmsa.training.precision import check_precision
+
+    assert check_precision("bf16", "cuda", on_device=False) == "bf16"
+    with pytest.raises(ConfigError) as raised:  # this Ray has no GPU: the resource check, not a bf16 verdict
+        run(**dict(serial.kwargs, out=tmp_path, device="auto"), name="t", backend="ray", gpus_per_run=1,
+            precision="bf16")
+    assert "no Ray node has 1 CPU(s) and 1 GPU(s) for one run" in str(raised.value)
+
+
+# ---------------------------------------------------------------------------- no Ray needed
+def test_an_injected_lock_error_is_reported_as_such(tmp_path, monkeypatch):
+    import errno
+    import fcntl
+
+    from dar_mmsa.benchmark.locks import LocksUnsupported
+
+    def no_locks(handle, operation):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    store = ResultStore(tmp_path / "r")
+    with pytest.raises(LocksUnsupported, match=r"cannot lock .*\.lock \(ENOLCK: No locks available\): the filesystem "
+                                               r"has no working file locks"):
+        with store.lock():
+            pass
+    with pytest.raises(LocksUnsupported, match="ENOLCK"):
+        with store.for_attempt("a1").run_lock("run"):
+            pass
+
+
+def test_a_held_run_lock_names_its_holder_and_the_wait_ends(tmp_path):
+    import fcntl
+    import socket
+
+    from dar_mmsa.benchmark.locks import LockTimeout
+
+    first = ResultStore(tmp_path).for_attempt("node1-11-a1-x")
+    waited = []
+    with first.run_lock("run"):
+        with pytest.raises(LockTimeout) as raised:
+            with ResultStore(tmp_path).for_attempt("node2-22-a2-y").run_lock("run", waiting=waited.append,
+                                                                              timeout_s=0.3):
+                pass
+        held = json.loads((first.run_dir("run") / ".lock").read_text())
+    assert (held["host"], held["pid"], held["attempt"]) == (socket.gethostname(), os.getpid(), "node1-11-a1-x")
+    message = str(raised.value)
+    assert message.startswith(f"run run stayed locked by host {socket.gethostname()} (pid {os.getpid()}, attempt "
+                              f"node1-11-a1-x, since ") and "for 0.3s" in message
+    assert len(waited) == 1 and "waiting for host" in waited[0]
+    with open(first.run_dir("run") / ".lock") as handle:  # released on exit
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def test_two_attempts_never_share_a_partial_checkpoint(tmp_path):
+    store = ResultStore(tmp_path)
+    a, b = store.for_attempt("hostA-1-a1-aaaaaa"), store.for_attempt("hostB-2-a2-bbbbbb")
+    assert a.partial_checkpoint("r") != b.partial_checkpoint("r")
+    assert ResultStore(tmp_path).partial_checkpoint("r").name == "model.partial.pth"
+    a.partial_checkpoint("r").parent.mkdir(parents=True)
+    a.partial_checkpoint("r").write_bytes(b"half of attempt A")  # a first attempt, still writing somewhere
+    with b.run_lock("r"):
+        assert not a.partial_checkpoint("r").exists()  # under the lock: a dead attempt's leftover
+        b.partial_checkpoint("r").write_bytes(b"attempt B, complete")
+        a.partial_checkpoint("r").write_bytes(b"attempt A wakes up and writes")
+        b.commit_training("r", {"model": "m"})
+    assert store.checkpoint("r").read_bytes() == b"attempt B, complete"
+    assert a.partial_checkpoint("r").read_bytes() == b"attempt A wakes up and writes"
+
+
+def test_an_attempt_past_max_retries_does_not_start(tmp_path, monkeypatch):
+    """Ray's out-of-memory retries have their own budget: the attempt count in the run folder caps them."""
+    from dar_mmsa.benchmark.executors import ray_node
+    from dar_mmsa.benchmark.grid import TrainingRun
+
+    unit = SimpleNamespace(run=TrainingRun("misa", "mosi", 1111, "c" * 64, ()), args={}, data={})
+    settings = SimpleNamespace(store=ResultStore(tmp_path))
+    for _ in range(2):
+        ray_node.count_attempt(settings.store, unit.run.run_id, "sub")
+    monkeypatch.setattr(ray_node, "node_facts", lambda gpu: pytest.fail("the third attempt went on"))
+    outcome = ray_node.run_unit_task(unit, settings, 1, os.getcwd(), "sub", 2, {})
+    log = tmp_path / "logs" / f"{unit.run.run_id}.log"
+    assert outcome.failure == (f"error: misa/mosi/seed 1111 failed (its worker died on each of 2 attempt(s) "
+                               f"(--max-retries 1)); see {log}")
+    assert "attempt 3 not started" in log.read_text()
+    assert ray_node.forget_attempts(settings.store, unit.run.run_id, "sub") == [1, 2, 3]
+
+
+def test_rays_out_of_memory_message_names_node_and_memory():
+    from dar_mmsa.benchmark.executors.ray_backend import oom_cause
+
+    message = ("Task was killed due to the node running low on memory.\nMemory on the node (IP: 10.0.0.7, ID: "
+               "92edc4e97e4dac3cee61126133ee7ab6d0a2ee73803623d24a02979d) was 110.69GB / 124.35GB (0.890161), which "
+               "exceeds the memory usage threshold 0.95.")
+    assert oom_cause(Exception(message)) == ("out of memory on node 10.0.0.7 (92edc4e9): 110.69GB of 124.35GB in use "
+                                             "when Ray's memory monitor killed it")
+    assert oom_cause(Exception("worker killed\nmore")) == "out of memory: worker killed"
+
+
+def test_deterministic_switches_torch_to_deterministic_kernels_without_tf32():
+    code = ("import torch; from dar_mmsa.training.determinism import use_deterministic_torch; "
+            "use_deterministic_torch(); import os; "
+            "print(torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(), "
+            "torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark, torch.backends.cudnn.allow_tf32, "
+            "torch.backends.cuda.matmul.allow_tf32, torch.get_float32_matmul_precision(), "
+            "os.environ['CUBLAS_WORKSPACE_CONFIG'])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={k: v for k, v in dict(os.environ, OMP_NUM_THREADS="1").items()
+                              if k != "CUBLAS_WORKSPACE_CONFIG"}).stdout.split()
+    assert out[:7] == ["True", "True", "True", "False", "False", "False", "highest"]
+    assert out[7] in (":4096:8", ":4096:2")  # cuBLAS's two deterministic workspaces (MMSA's import sets :4096:2)

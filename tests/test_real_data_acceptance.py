@@ -1,6 +1,7 @@
 """Files MMSA and LNLN accept run here too (issue 9, item 2): frames past the lengths, front
-padding, lengths above T -- with one warning per file and split, and the inputs every model sees
-equal to LNLN's generate_m output on that file."""
+padding, lengths above T -- with one warning per file and split. Under the protocol's padding rule
+(our models; MMSA's with ``pad_past_lengths``) the inputs a model sees equal LNLN's generate_m output
+on that file; by default MMSA's models see the file as stock MMSA 2.2.1 loads it (issue 21, item 7)."""
 import pickle
 import warnings
 
@@ -71,18 +72,51 @@ def test_scan_counts_by_hand():
     assert frames[1].sum() == 0 and frames[0].sum() == 4 and frames[2].sum() == 8
 
 
+def _misa_test_set(root, tiny_bert, tmp_path, **overrides):
+    """MISA's test dataset as the harness loads it from ``root`` (run options in ``overrides``)."""
+    from dar_mmsa.runner import build_args, load_data
+
+    args = build_args("misa", "mosi", data_root=root, pretrained=tiny_bert, device="cpu",
+                      save_path=tmp_path / "m.pth", overrides={"batch_size": 4, **overrides})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return load_data(args)["test"].dataset
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_mmsa_model_sees_the_stock_inputs_by_default(roots, variant, tiny_bert, tmp_path):
+    """Without ``pad_past_lengths`` MISA's test inputs are the file's: frames past the lengths, front
+    padding and lengths above T unchanged, as stock MMSA's own loader gives them."""
+    from MMSA.data_loader import MMDataset
+
+    from dar_mmsa.runner import build_args
+
+    test_set = _misa_test_set(roots[variant], tiny_bert, tmp_path)
+    raw = _raw(roots[variant])["test"]
+    padded = _misa_test_set(roots[variant], tiny_bert, tmp_path / "padded", pad_past_lengths=True)
+    stock_args = build_args("misa", "mosi", data_root=roots[variant], pretrained=tiny_bert, device="cpu",
+                            save_path=tmp_path / "s.pth")
+    stock = MMDataset(stock_args, mode="test")  # MMSA's dataset class, not through the harness's loader
+    for m in ("audio", "vision"):
+        assert np.array_equal(getattr(test_set, m), raw[m].astype(np.float32)), (variant, m)
+        assert np.array_equal(getattr(test_set, m), getattr(stock, m)), (variant, m)
+        assert np.array_equal(np.asarray(getattr(test_set, f"{m}_lengths")), raw[f"{m}_lengths"]), (variant, m)
+    # each variant differs from the padded inputs: the default really is not the protocol's rule
+    differs = {"past_lengths": not np.array_equal(test_set.audio, padded.audio),
+               "front_padded": not np.array_equal(test_set.audio, padded.audio),
+               "over_length": test_set.audio_lengths[0] == test_set.audio.shape[1] + 7
+               and padded.audio_lengths[0] == padded.audio.shape[1]}
+    assert differs[variant]
+
+
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("rate", [0.0, 0.4])
 def test_model_inputs_equal_lnln_generate_m(roots, variant, rate, tiny_bert, tmp_path):
+    """The protocol's padding rule, on an MMSA model with the documented option ``pad_past_lengths``."""
     from dar_mmsa.benchmark.evaluate import damaged_dataset
     from dar_mmsa.benchmark.grid import Condition
-    from dar_mmsa.runner import build_args, load_data
 
-    args = build_args("misa", "mosi", data_root=roots[variant], pretrained=tiny_bert, device="cpu",
-                      save_path=tmp_path / "m.pth", overrides={"batch_size": 4})
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        test_set = load_data(args)["test"].dataset
+    test_set = _misa_test_set(roots[variant], tiny_bert, tmp_path, pad_past_lengths=True)
     raw = dict(_raw(roots[variant])["test"])
     for m in ("audio", "vision"):  # LNLN cannot build its masks from lengths above T: give it T there
         raw[f"{m}_lengths"] = np.minimum(raw[f"{m}_lengths"], raw[m].shape[1])
@@ -99,10 +133,10 @@ def test_model_inputs_equal_lnln_generate_m(roots, variant, rate, tiny_bert, tmp
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_quick_benchmark_runs_with_warnings(roots, variant, tmp_path, capfd):
+def test_smoke_benchmark_runs_with_warnings(roots, variant, tmp_path, capfd):
     import run_benchmark
 
-    code = run_benchmark.main(["--quick", "--data-root", str(roots[variant]), "--models", "misa", "--seeds", "1111",
+    code = run_benchmark.main(["--smoke", "--data-root", str(roots[variant]), "--models", "misa", "--seeds", "1111",
                                "--rates", "0.0", "0.5", "--out", str(tmp_path), "--no-progress"])
     out, err = capfd.readouterr()
     assert code == 0, err
@@ -110,15 +144,18 @@ def test_quick_benchmark_runs_with_warnings(roots, variant, tmp_path, capfd):
     assert "Table 1" in out
 
 
-def test_tfr_net_loads_a_file_with_lengths_above_t(roots, tiny_bert, tmp_path):
-    """TFR-Net's MMSA loader builds its masks from the lengths: they are clipped to T first."""
+@pytest.mark.parametrize("pad", [False, True])
+def test_tfr_net_loads_a_file_with_lengths_above_t(roots, tiny_bert, tmp_path, pad):
+    """TFR-Net's MMSA loader builds its masks from the lengths, which stock MMSA 2.2.1 cannot do for a
+    length above T (a ragged array): the masks use lengths clipped to T (a crash shim, always on). The
+    dataset's own lengths stay the file's by default, and are clipped to T with ``pad_past_lengths``."""
     from dar_mmsa.runner import build_args, load_data
 
     args = build_args("tfr_net", "mosi", data_root=roots["over_length"], pretrained=tiny_bert, device="cpu",
-                      save_path=tmp_path / "m.pth")
+                      save_path=tmp_path / "m.pth", overrides={"pad_past_lengths": pad})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         test_set = load_data(args)["test"].dataset
     t_len = test_set.audio.shape[1]
-    assert test_set.audio_lengths[0] == t_len and test_set.audio_mask.shape == (len(test_set), t_len)
-    assert test_set.audio_mask[0].sum() == t_len
+    assert test_set.audio_mask.shape == (len(test_set), t_len) and test_set.audio_mask[0].sum() == t_len
+    assert test_set.audio_lengths[0] == (t_len if pad else t_len + 7)

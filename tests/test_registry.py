@@ -68,15 +68,55 @@ def test_register_is_idempotent():
 def test_mmsa_run_builds_our_model_on_cpu_twice(placeholder_config, tmp_path):
     Placeholder.built = 0
     dirs = dict(model_save_dir=tmp_path / "models", res_save_dir=tmp_path / "res", log_dir=tmp_path / "logs")
-    for _ in range(2):  # a second run in one process must not stack logging handlers
+    for _ in range(2):
         MMSA.MMSA_run("placeholder", "mosi", config_file=str(placeholder_config), seeds=[1111], gpu_ids=[],
                       num_workers=0, verbose_level=0, **dirs)
     assert Placeholder.built == 2
-    assert len(logging.getLogger("MMSA").handlers) == 2  # one file, one stream handler
+    # MMSA's logging is stock MMSA's: each MMSA_run adds its file and stream handler again
+    assert len(logging.getLogger("MMSA").handlers) == 4
     csv = (tmp_path / "res" / "normal" / "mosi.csv").read_text()
     assert "placeholder" in csv and "np.float64" not in csv
-    log = (tmp_path / "logs" / "placeholder-mosi.log").read_text()
-    assert log.count("Program Start") == 2  # each run logged once, not once per stacked handler
+
+
+def test_default_configs_add_our_entries_and_keep_mmsas(tmp_path):
+    from dar_mmsa.config import mmsa_default_config
+
+    assert MMSA.get_config_regression("misa", "mosi") == MMSA.config.get_config_regression.__wrapped__("misa", "mosi")
+    assert MMSA.get_config_tune("misa", "mosi")["d_paras"] == MMSA.config.get_config_all("tune")["misa"][
+        "debugParams"]["d_paras"]
+    for kind, load in (("regression", MMSA.get_config_regression), ("tune", MMSA.get_config_tune)):
+        for name in registry.our_models():
+            args = load(name, "mosi")
+            assert args["model_name"] == name and args["featurePath"].endswith("MOSI/Processed/" + (
+                "aligned_50.pkl" if args["need_data_aligned"] else "unaligned_50.pkl"))
+            defaults = registry.get_entry(name).defaults
+            expected = dict(defaults["commonParams"], **defaults["datasetParams"]["mosi"])
+            searched = set(args.get("d_paras", ()))
+            assert {k: args[k] for k in expected if k not in searched} == \
+                {k: v for k, v in expected.items() if k not in searched}, (kind, name)
+            for key in searched:
+                assert args[key] in registry.get_entry(name).search_space[key]
+    # a user's file with its own 'dar' entry: that entry is used, not ours
+    mine = mmsa_default_config()
+    mine["dar"] = json.loads(json.dumps(registry.get_entry("dar").defaults))
+    mine["dar"]["datasetParams"]["mosi"]["dim"] = 64
+    path = tmp_path / "mine.json"
+    path.write_text(json.dumps(mine))
+    assert MMSA.get_config_regression("dar", "mosi", str(path))["dim"] == 64
+    assert MMSA.get_config_regression("dar", "mosi")["dim"] == registry.get_entry("dar").defaults[
+        "datasetParams"]["mosi"]["dim"]
+
+
+def test_tune_entries_come_from_the_search_spaces():
+    from dar_mmsa.config import build_config
+
+    tune = build_config("tune")
+    for name in registry.our_models():
+        space = registry.get_entry(name).search_space
+        debug = tune[name]["debugParams"]
+        assert debug["d_paras"] == sorted(space)
+        assert {k: debug[k] for k in space} == {k: list(v) for k, v in space.items()}
+    assert tune["misa"] == MMSA.config.get_config_all("tune")["misa"]
 
 
 def test_cpu_set_device_is_a_no_op_only_for_cpu():
@@ -118,16 +158,19 @@ def test_unknown_names_fail_with_one_line():
 
     with pytest.raises(ConfigError, match="unknown model 'nope'.*dar"):
         build_args("nope", "mosi")
-    with pytest.raises(ConfigError, match="unknown dataset 'sims'.*mosi, mosei"):
-        build_args("misa", "sims")
+    with pytest.raises(ConfigError, match="unknown dataset 'iemocap'.*mosi, mosei, sims"):
+        build_args("misa", "iemocap")
 
 
 def test_shipped_config_is_generated_from_the_registry():
     shipped = json.loads(REPO_CONFIG.read_text())
     assert shipped == json.loads(json.dumps(build_config()))
+    shipped_tune = json.loads(REPO_CONFIG.with_name("config_tune.json").read_text())
+    assert shipped_tune == json.loads(json.dumps(build_config("tune")))
     assert shipped["datasetCommonParams"]["dataset_root_dir"] == ""
     for name in ("misa", "self_mm", "mmim", "tfr_net", *registry.our_models()):
-        assert set(shipped[name]["datasetParams"]) == {"mosi", "mosei"}
+        unsupported = registry.get_entry(name).labels.get("unsupported", {}) if name in registry.our_models() else {}
+        assert set(shipped[name]["datasetParams"]) == set(registry.DATASETS) - set(unsupported)
 
 
 def test_cli_lists_models_and_rejects_unknown_ones():
@@ -136,3 +179,40 @@ def test_cli_lists_models_and_rejects_unknown_ones():
     bad = subprocess.run([sys.executable, "-m", "dar_mmsa", "-m", "nope"], capture_output=True, text=True)
     assert bad.returncode == 2
     assert bad.stderr.strip().count("\n") == 0 and "unknown model 'nope'" in bad.stderr
+
+
+def _cli_call(monkeypatch, argv):
+    """The keyword arguments ``python -m dar_mmsa ARGV`` hands to ``MMSA_run`` (nothing is trained)."""
+    from dar_mmsa.__main__ import main
+
+    calls = []
+    monkeypatch.setattr(MMSA, "MMSA_run", lambda **kwargs: calls.append(kwargs))
+    assert main(argv) == 0
+    return calls[0]
+
+
+@pytest.mark.parametrize("model", ["lf_dnn", "tfn", "mctn", "misa", "dar"])
+def test_cli_takes_every_mmsa_model_with_mmsas_default_config(monkeypatch, model):
+    call = _cli_call(monkeypatch, ["-m", model, "-d", "mosi", "-s", "1111"])
+    assert call["model_name"] == model and call["config_file"] is None and call["is_tune"] is False
+    assert call["config"] is None and call["seeds"] == [1111]
+
+
+def test_cli_tune_uses_the_tune_config_and_data_root_moves_the_file(monkeypatch, tmp_path):
+    call = _cli_call(monkeypatch, ["-m", "dar", "-t", "-tt", "2", "--data-root", str(tmp_path),
+                                   "--pretrained", str(tmp_path)])
+    assert call["is_tune"] is True and call["tune_times"] == 2 and call["config_file"] is None
+    assert call["config"] == {"featurePath": str(tmp_path / "MOSI" / "Processed" / "unaligned_50.pkl"),
+                              "pretrained": str(tmp_path)}
+    config = MMSA.get_config_tune("dar", "mosi")  # what MMSA_run(is_tune=True) reads without a file
+    assert config["d_paras"] == sorted(registry.get_entry("dar").search_space)
+
+
+def test_cli_unknown_dataset_and_missing_config_fail_in_one_line(capsys):
+    from dar_mmsa.__main__ import main
+
+    assert main(["-m", "misa", "-d", "iemocap"]) == 2
+    assert "unknown dataset 'iemocap'" in capsys.readouterr().err
+    assert main(["-m", "misa", "-c", "/no/such.json"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: config file /no/such.json not found") and err.count("\n") == 1

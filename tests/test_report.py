@@ -139,7 +139,7 @@ def test_inter_table_has_eight_columns():
 def test_latex_compiles(table1_tex, tmp_path):
     if shutil.which("pdflatex") is None or shutil.which("kpsewhich") is None:
         pytest.skip("pdflatex not installed")
-    for package in ("booktabs.sty", "multirow.sty"):
+    for package in ("booktabs.sty", "graphicx.sty"):
         if subprocess.run(["kpsewhich", package], capture_output=True).returncode != 0:
             pytest.skip(f"LaTeX package {package} not installed")
     per = per_condition(fake_subsets(), model_order=list(MODELS))

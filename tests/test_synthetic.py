@@ -86,6 +86,16 @@ def test_split_sizes_scale_and_minimum():
     assert S.split_sizes("mosei", 0.5) == (8163, 936, 2330)
 
 
+def test_sims_sizes_and_files():
+    assert S.split_sizes("sims") == (1368, 456, 457)
+    assert S.ALIGNMENTS["sims"] == (False,) and ("sims", True) not in S.SHAPES
+    assert S.SHAPES[("sims", False)] == {"audio": (400, 33), "vision": (55, 709)}
+    assert S.file_name("sims", False) == "unaligned_39.pkl" and S.file_name("mosi", True) == "aligned_50.pkl"
+    chinese = S.vocab_words("cn")
+    assert len(chinese) == len(set(chinese)) == S.VOCAB_SIZE - S.FIRST_WORD_ID
+    assert chinese[0] == "\u4e00" and all(len(c) == 1 for c in chinese)
+
+
 def test_deterministic_by_seed(tmp_path):
     a = S.write_synthetic(tmp_path / "a", datasets=("mosi",), scale=0.01, seed=3)
     b = S.write_synthetic(tmp_path / "b", datasets=("mosi",), scale=0.01, seed=3)
@@ -219,4 +229,4 @@ def test_rejects_unknown_dataset(tmp_path):
     from dar_mmsa.errors import ConfigError
 
     with pytest.raises(ConfigError):
-        S.write_synthetic(tmp_path, datasets=("sims",))
+        S.write_synthetic(tmp_path, datasets=("iemocap",))

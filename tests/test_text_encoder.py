@@ -1,4 +1,4 @@
-"""Offline text-encoder helpers: tiny BERT, pretrained resolution, tokenizer check, offline mode."""
+"""Text-encoder helpers: tiny BERT, pretrained resolution (local, cached, downloaded), tokenizer check."""
 import os
 import shutil
 import time
@@ -170,18 +170,51 @@ def test_check_tokenizer_catches_tiny_vocab(tmp_path):
     _assert_one_line_error(info, "only 5 tokens")
 
 
-def test_set_offline_mode(monkeypatch):
+def test_uncached_hub_name_is_downloaded_when_the_hub_is_allowed(clean_env, tiny_bert, monkeypatch):
+    """No HF_HUB_OFFLINE: resolve_pretrained takes transformers' path, a download into the cache (here a
+    stand-in for the hub client, no network)."""
+    import huggingface_hub
     import huggingface_hub.constants as constants
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    TE.set_offline_mode()
-    assert os.environ["HF_HUB_OFFLINE"] == "1" and os.environ["TRANSFORMERS_OFFLINE"] == "1"
-    assert constants.HF_HUB_OFFLINE is True
-    import huggingface_hub
+    calls = []
 
-    assert huggingface_hub.is_offline_mode()
+    def snapshot_download(repo_id, allow_patterns, cache_dir):
+        calls.append((repo_id, cache_dir))
+        assert "config.json" in allow_patterns and "vocab.txt" in allow_patterns
+        target = Path(cache_dir) / "models--org--bert" / "snapshots" / ("1" * 40)
+        shutil.copytree(tiny_bert, target)
+        return str(target)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
+    resolved = TE.resolve_pretrained("org/bert")
+    assert calls == [("org/bert", str(clean_env / "hf_home" / "hub"))]
+    assert resolved == str(clean_env / "hf_home" / "hub" / "models--org--bert" / "snapshots" / ("1" * 40))
+
+    def unreachable(**kwargs):
+        raise OSError("connection refused")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", unreachable)
+    with pytest.raises(PretrainedError) as info:
+        TE.resolve_pretrained("org/other-bert")
+    _assert_one_line_error(info, "'org/other-bert' could not be downloaded", "connection refused", "--pretrained")
+
+
+@pytest.mark.parametrize("variable", ["HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"])
+def test_offline_environment_refuses_an_uncached_hub_name_without_trying(clean_env, monkeypatch, variable):
+    import huggingface_hub
+    import huggingface_hub.constants as constants
+
+    for key in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv(variable, "1")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)  # read at import: the variable counts now
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda **kwargs: pytest.fail("tried the hub"))
+    with pytest.raises(PretrainedError) as info:
+        TE.resolve_pretrained("bert-base-uncased")
+    _assert_one_line_error(info, "not in the Hugging Face cache", "HF_HUB_OFFLINE is set")
 
 
 def test_special_ids_agree_with_synthetic():

@@ -10,7 +10,9 @@ Table 1 training stored under the same results name.
 * ``ablation`` (Table 2): full DAR and the five ablation switches.
 * ``train-rate`` (Table 3): training missing rate k in {0.0, 0.2, 0.4, 0.6, 0.8} (validation is
   corrupted at k too, as in the full model's selection).
-* ``recipe``: DAR's training recipe before the CLUB/BERT fixes (``OLD_RECIPE``) against today's.
+* ``recipe``: DAR's training recipe before the CLUB/BERT fixes (``OLD_RECIPE``) against the current one.
+* ``club-input``: L_diff's CLUB on scale-free inputs (the default) against the raw features
+  (``club_input: raw``, where the estimate tracks feature scale; see ``docs/models.md``).
 """
 from __future__ import annotations
 
@@ -89,6 +91,11 @@ def _recipe() -> Experiment:
 
 
 EXPERIMENTS["recipe"] = _recipe()
+EXPERIMENTS["club-input"] = Experiment(
+    "club-input",
+    (Variant("raw", "raw CLUB input", {"club_input": "raw"}, "raw CLUB input"),
+     Variant("scale-free", "scale-free CLUB input", {}, "scale-free CLUB input")),
+    default_models=("dar",), stem="club_input", title="CLUB's input in $\\mathcal{L}_{diff}$, raw and scale-free")
 NAMES = tuple(EXPERIMENTS)
 
 

@@ -1,8 +1,14 @@
 """Plan a benchmark: check every input, then list the work units (one training run and its
 pending evaluations each) before any data is touched or any model trained.
 
-Data: ``data_root`` (or ``$DAR_MMSA_DATA_ROOT``) holding MMSA's ``MOSI/Processed/*.pkl``; without
+Data (:func:`pick_data_root`): ``data_root``, else ``$DAR_MMSA_DATA_ROOT``, else the config's
+``dataset_root_dir`` when that folder exists, each holding MMSA's ``MOSI/Processed/*.pkl``; without
 one, synthetic data is written to ``<out>/.cache/`` and every output says "synthetic".
+
+MMSA's own models run as stock MMSA runs them unless a run's config (``--set``) asks for the
+harness's corrections, ``pad_past_lengths`` (zeros at t >= length, LNLN's rule, which our models
+always follow) and ``sample_weighted_loss`` (``Loss`` averaged over samples, not batches); both are
+written into every MMSA model's run config, false by default, so they are part of its hash.
 """
 from __future__ import annotations
 
@@ -19,13 +25,12 @@ from .. import runner
 from ..errors import ConfigError
 from ..registry import ENV_DATA_ROOT, check_model, list_models
 from .grid import DEFAULT_SEEDS, Condition, TrainingRun, training_config_hash
+from .presets import QUICK_MODELS, QUICK_OVERRIDES, QUICK_SCALE, QUICK_SEEDS, pick_preset  # noqa: F401 (re-exported)
 from .store import ResultStore
 
-QUICK_MODELS = ("dar", "misa")
-QUICK_SEEDS = DEFAULT_SEEDS  # cheap enough: the quick Table 1 averages 3 seeds like the paper
-QUICK_SCALE = 0.1  # of the real split sizes: MOSI 128 / 23 / 69 samples
-QUICK_OVERRIDES = {"max_epochs": 2, "epoch_cap": 2, "batch_size": 16}  # epoch_cap: ALMT (max_epochs shapes its schedule)
 DEFAULT_MODELS = ("dar", "misa", "self_mm")
+# the harness's corrections of MMSA's behaviour, per run, off by default (stock MMSA)
+MMSA_CORRECTIONS = {"pad_past_lengths": False, "sample_weighted_loss": False}
 
 @dataclass
 class Settings:
@@ -38,12 +43,17 @@ class Settings:
     overrides: dict
     store: ResultStore
     data_root: Optional[Path] = None
+    data_source: str = ""  # where data_root came from (pick_data_root), for the summary
     pretrained: Optional[str] = None
     synthetic: bool = False
     experiment: object = None  # experiments.Experiment; None: Table 1
     precision: str = "fp32"  # our models' autocast precision (training/precision.py)
     eval_batch_size: Optional[int] = None  # None: the training batch size
     loader_workers: int = 0
+    deterministic: bool = False  # torch's deterministic algorithms, no TF32 (training/determinism.py)
+    dataset_pretrained: dict = field(default_factory=dict)  # quick runs: the tiny Chinese BERT for SIMS
+    checkpoints: str = "keep"  # "drop": delete a run's checkpoint once all its conditions are stored
+    no_retrain: bool = False  # a damaged or missing checkpoint is an error instead of a retraining
 
 
 def check_seeds(seeds: Iterable) -> Tuple[int, ...]:
@@ -63,9 +73,10 @@ def check_models(models: Iterable[str]) -> Tuple[str, ...]:
     return out
 
 
-def default_name(quick: bool, synthetic: bool) -> str:
-    if quick:
-        return "synthetic-quick" if synthetic else "quick"
+def default_name(quick: bool, synthetic: bool, smoke: bool = False) -> str:
+    preset = pick_preset(quick, smoke)
+    if preset is not None:
+        return f"synthetic-{preset.name}" if synthetic else preset.name
     return "synthetic" if synthetic else "default"
 
 
@@ -75,27 +86,55 @@ def _synthetic_root(cache: Path, scale: float) -> Path:
 
 def write_synthetic_data(root: Path, datasets: Sequence[str], scale: float) -> None:
     """Make sure ``root`` holds synthetic ``datasets`` at ``scale`` (written once, then reused)."""
-    from ..data.synthetic import feature_path, read_marker, write_synthetic
+    from ..data.synthetic import ALIGNMENTS, feature_path, read_marker, write_synthetic
 
     marker = read_marker(root) or {}
     done = marker.get("datasets", {}) if isinstance(marker.get("datasets"), dict) else {}
     missing = [d for d in datasets
                if (done.get(d) or {}).get("scale") != scale
-               or not all(feature_path(root, d, a).is_file() for a in (False, True))]
+               or not all(feature_path(root, d, a).is_file() for a in ALIGNMENTS[d])]
     if missing:
         write_synthetic(root, datasets=tuple(missing), scale=scale, seed=0)
 
 
-def prepare_inputs(settings: Settings, *, data_root, pretrained, quick: bool) -> Optional[float]:
-    """Data root and BERT: the given ones, or (paths for) synthetic data and a tiny BERT in the cache.
+def config_data_root(config_file) -> Optional[Path]:
+    """``datasetCommonParams.dataset_root_dir`` of the config in use (ours when None), if that folder exists."""
+    import json
+
+    from ..config import default_config_file
+
+    try:
+        with open(config_file or default_config_file()) as f:
+            root = json.load(f).get("datasetCommonParams", {}).get("dataset_root_dir") or ""
+    except (OSError, ValueError, AttributeError):
+        return None
+    return Path(root).expanduser() if root and Path(root).expanduser().is_dir() else None
+
+
+def pick_data_root(data_root, config_file) -> Tuple[Optional[Path], str]:
+    """(data root or None for synthetic data, where it came from): ``data_root``, ``$DAR_MMSA_DATA_ROOT``,
+    the config's existing ``dataset_root_dir``, in that order."""
+    if data_root:
+        return Path(data_root).expanduser(), "--data-root"
+    if os.environ.get(ENV_DATA_ROOT):
+        return Path(os.environ[ENV_DATA_ROOT]).expanduser(), f"${ENV_DATA_ROOT}"
+    from_config = config_data_root(config_file)
+    if from_config is not None:
+        return from_config, f"dataset_root_dir of {config_file or 'the default config'}"
+    return None, "synthetic (no --data-root, no $DAR_MMSA_DATA_ROOT, no existing dataset_root_dir in the config)"
+
+
+def prepare_inputs(settings: Settings, *, data_root, pretrained, quick: bool, smoke: bool = False) -> Optional[float]:
+    """Data root and BERT: the given ones, or (paths for) synthetic data and a tiny BERT in the cache
+    (at the scale of ``--quick`` / ``--smoke``, else full size; the tiny BERT only with one of them).
 
     Returns the scale of the synthetic data still to be written (after the cheap checks), or None.
     """
     cache = settings.store.root.parent / ".cache"
-    root = data_root or os.environ.get(ENV_DATA_ROOT) or None
-    scale = None
+    root, settings.data_source = pick_data_root(data_root, settings.config_file)
+    scale, preset = None, pick_preset(quick, smoke)
     if root is None:
-        scale = QUICK_SCALE if quick else 1.0
+        scale = preset.scale if preset is not None else 1.0
         root = _synthetic_root(cache, scale)
     root = Path(root).expanduser()
     if scale is None and not root.is_dir():
@@ -103,11 +142,16 @@ def prepare_inputs(settings: Settings, *, data_root, pretrained, quick: bool) ->
                           f"holding MOSI/ and MOSEI/")
     settings.data_root = root
     settings.synthetic = scale is not None or is_synthetic(root)
-    if pretrained is None and quick:
+    if pretrained is None and preset is not None:
         from ..text_encoder import write_tiny_bert
+
+        from ..data.synthetic import LANGUAGES
 
         with contextlib.redirect_stderr(io.StringIO()):  # transformers' shard-writing progress bar
             pretrained = write_tiny_bert(cache / "tiny-bert", num_layers=1)
+            if any(LANGUAGES.get(d) == "cn" for d in settings.datasets):
+                chinese = str(write_tiny_bert(cache / "tiny-bert-chinese", num_layers=1, language="cn"))
+                settings.dataset_pretrained = {d: chinese for d in settings.datasets if LANGUAGES.get(d) == "cn"}
     settings.pretrained = None if pretrained is None else str(pretrained)
     return scale
 
@@ -118,12 +162,14 @@ def is_synthetic(root) -> bool:
     return is_synthetic_root(root)
 
 
-def check_speed(precision, eval_batch_size, loader_workers, device: torch.device, models, say):
-    """(precision, eval batch size, loader workers), checked; one ConfigError line when unusable."""
+def check_speed(precision, eval_batch_size, loader_workers, device: torch.device, models, say, *,
+                on_device: bool = True):
+    """(precision, eval batch size, loader workers), checked; one ConfigError line when unusable
+    (``on_device`` False: the runs train elsewhere, their GPU is not asked from here)."""
     from ..registry import our_models
     from ..training.precision import check_precision
 
-    precision = check_precision(precision, device)
+    precision = check_precision(precision, device, on_device=on_device)
     if eval_batch_size is not None and (not isinstance(eval_batch_size, int) or eval_batch_size < 1):
         raise ConfigError(f"eval batch size must be a positive integer, got {eval_batch_size}: e.g. --eval-batch-size 256")
     if loader_workers is None:
@@ -140,11 +186,31 @@ def build_args(settings: Settings, model: str, dataset: str, seed: int, save_pat
     from ..registry import our_models
 
     args = runner.build_args(model, dataset, config_file=settings.config_file, data_root=settings.data_root,
-                             pretrained=settings.pretrained, device=settings.device, seed=seed,
+                             pretrained=settings.dataset_pretrained.get(dataset, settings.pretrained),
+                             device=settings.device, seed=seed,
                              save_path=save_path, overrides=settings.overrides if overrides is None else overrides)
     if settings.precision != "fp32" and model in our_models():  # absent for fp32: stored runs keep their hash
         args["precision"] = settings.precision
+    if model not in our_models():
+        for key, default in MMSA_CORRECTIONS.items():
+            args[key] = bool(args.get(key, default))
+    args.update(modality_file_fingerprints(args))
     return args
+
+
+def modality_file_fingerprints(args) -> dict:
+    """``<option>_fingerprint`` of each ``custom_feature`` / ``feature_T/A/V`` file a run reads: their
+    paths stay out of the run hash (like ``featurePath``), their contents go in."""
+    from ..data.features import fingerprint
+
+    out = {}
+    for key in ("custom_feature", "feature_T", "feature_A", "feature_V"):
+        if args.get(key):
+            path = Path(str(args[key])).expanduser()
+            if not path.is_file():
+                raise ConfigError(f"{key} file {path} not found: pass an existing feature pickle or leave {key} empty")
+            out[f"{key}_fingerprint"] = fingerprint(path)
+    return out
 
 
 def data_description(args, dataset: str, checked: Dict[str, dict], *, keep: bool = False) -> dict:
@@ -155,7 +221,9 @@ def data_description(args, dataset: str, checked: Dict[str, dict], *, keep: bool
     from ..data import feature_cache
     from ..data.features import fingerprint, load_features
 
-    path = Path(args["featurePath"])
+    from ..data.modality_files import read_path
+
+    path = Path(read_path(args))
     if str(path) not in checked:
         aligned, use_bert = bool(args.get("need_data_aligned")), bool(args.get("use_bert"))
         data = load_features(path, dataset, aligned=aligned, use_bert=use_bert)

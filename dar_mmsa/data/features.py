@@ -6,11 +6,14 @@ it, then does what MMSA's loader does to audio (``-inf`` -> 0) and warns with th
 
 Checks per split (``train``/``valid``/``test``): the keys MMSA reads are present (``text_bert``
 or ``text``, ``audio``, ``vision``, ``regression_labels``, ``id``, ``raw_text``, and the
-``*_lengths`` of unaligned files); ``text_bert`` is float (N,3,50) with non-negative integer ids
-and segment ids and a 0/1 attention mask; ``text``/``audio``/``vision`` are float and 3-D with the
-dataset's feature sizes (aligned files: 50 steps); every key has the same N; no NaN or +inf
-anywhere and no -inf outside audio; labels lie in [-3, 3]; unaligned lengths are non-negative
-integers. Those are the only refusals: nobody can run on such a file.
+``*_lengths`` of unaligned files); ``text_bert`` is float (N,3,L) with non-negative integer ids
+and segment ids and a 0/1 attention mask; ``text``/``audio``/``vision`` are float and 3-D; L and the audio and
+vision feature sizes are the train split's in every split (taken from the data, as MMSA's loader
+takes them; aligned files: L steps); every key has the same N; no NaN or +inf
+anywhere and no -inf outside audio; labels lie in [-3, 3] (CH-SIMS: [-1, 1], and its unimodal
+``regression_labels_T/A/V``, which MMSA's loader reads for SIMS, are present and obey the same
+rules); unaligned lengths are non-negative integers. Those are the only refusals: nobody can run on
+such a file.
 
 Accepted with one warning per file and split (:mod:`dar_mmsa.data.padding`), as MMSA's and LNLN's
 loaders accept them: non-zero frames at or after a sample's length (the protocol treats them as
@@ -32,10 +35,12 @@ from pathlib import Path
 import numpy as np
 
 from dar_mmsa.data.padding import padding_findings, padding_message
-from dar_mmsa.data.synthetic import FEATURE_DIMS, SPLITS, TEXT_LEN
+from dar_mmsa.data.synthetic import FEATURE_DIMS, SPLITS
 from dar_mmsa.errors import ConfigError, DataError
 
 LABEL_RANGE = (-3.0, 3.0)
+LABEL_RANGES = {"sims": (-1.0, 1.0)}  # other datasets: LABEL_RANGE
+UNIMODAL_LABEL_KEYS = {"sims": ("regression_labels_T", "regression_labels_A", "regression_labels_V")}
 FULL_HASH_LIMIT = 64 << 20
 EDGE_BYTES = 1 << 20
 _CHUNK_BYTES = 32 << 20
@@ -132,14 +137,15 @@ def _check_text_bert(arr, path, split) -> None:
                                                f"found values such as {np.unique(mask)[:5].tolist()}")
 
 
-def _check_labels(labels, path, split) -> None:
-    """Regression labels are finite floats within ``LABEL_RANGE``."""
-    _check_float(labels, path, split, "regression_labels")
-    _check_finite(labels, path, split, "regression_labels")
-    low, high = LABEL_RANGE
+def _check_labels(labels, path, split, key="regression_labels", dataset=None) -> None:
+    """Regression labels are finite floats within the dataset's range (``LABEL_RANGES``, else ``LABEL_RANGE``)."""
+    _check_float(labels, path, split, key)
+    _check_finite(labels, path, split, key)
+    low, high = LABEL_RANGES.get(dataset, LABEL_RANGE)
     if labels.size and (labels.min() < low or labels.max() > high):
-        raise _error(path, split, "regression_labels", f"expected values in [{low:g}, {high:g}], "
-                                                       f"got [{labels.min():g}, {labels.max():g}]")
+        raise _error(path, split, key, f"expected values in [{low:g}, {high:g}]"
+                                       f"{' (' + dataset.upper() + ' labels)' if dataset in LABEL_RANGES else ''}, "
+                                       f"got [{labels.min():g}, {labels.max():g}]")
 
 
 def _check_lengths(lengths, frames, path, split, key) -> None:
@@ -159,34 +165,48 @@ def _check_sequence(arr, path, split, key, dim, t_len, n, allow_neg_inf=False) -
     _check_finite(arr, path, split, key, allow_neg_inf=allow_neg_inf)
 
 
-def _validate_split(split_data, path, split, dataset, aligned, use_bert) -> None:
-    """All checks of one split (see the module docstring)."""
+def data_sizes(data) -> dict:
+    """Sizes the train split fixes for every split: ``text_bert``'s length, audio's and vision's feature
+    sizes. Read from the data, as MMSA's loader reads them (MMSA-FET writes any sizes); None when the
+    train split does not have them (its own checks then say why)."""
+    train = data.get("train") if isinstance(data, Mapping) else None
+    sizes = {}
+    for key in ("text_bert", "audio", "vision"):
+        shape = getattr(train.get(key), "shape", None) if isinstance(train, Mapping) else None
+        sizes[key] = int(shape[2]) if shape is not None and len(shape) == 3 else None
+    return sizes
+
+
+def _validate_split(split_data, path, split, dataset, aligned, use_bert, sizes=None) -> None:
+    """All checks of one split (see the module docstring); ``sizes`` from :func:`data_sizes`."""
+    sizes = sizes or {}
     if not isinstance(split_data, Mapping):
         raise _error(path, split, None, f"expected a dict of arrays, got {type(split_data).__name__}")
-    for key in required_keys(aligned, use_bert):
+    for key in required_keys(aligned, use_bert) + UNIMODAL_LABEL_KEYS.get(dataset, ()):
         if key not in split_data:
             raise _error(path, split, key, f"missing key (present: {sorted(split_data)})")
     text_key = "text_bert" if use_bert else "text"
     n = len(_as_array(split_data[text_key], path, split, text_key))
     if "text_bert" in split_data:
         text_bert = _as_array(split_data["text_bert"], path, split, "text_bert")
-        _check_shape(text_bert, path, split, "text_bert", 3, (3, TEXT_LEN), n)
+        _check_shape(text_bert, path, split, "text_bert", 3, (3, sizes.get("text_bert")), n)
         _check_float(text_bert, path, split, "text_bert")
         _check_finite(text_bert, path, split, "text_bert")
         _check_text_bert(text_bert, path, split)
     if "text" in split_data:
         text = _as_array(split_data["text"], path, split, "text")
         _check_sequence(text, path, split, "text", None, None, n)
-    t_aligned = TEXT_LEN if aligned else None
-    audio_dim, vision_dim = FEATURE_DIMS[dataset]
+    t_aligned = sizes.get("text_bert") if aligned else None
+    audio_dim, vision_dim = sizes.get("audio"), sizes.get("vision")
     audio = _as_array(split_data["audio"], path, split, "audio")
     _check_sequence(audio, path, split, "audio", audio_dim, t_aligned, n, allow_neg_inf=True)
     vision = _as_array(split_data["vision"], path, split, "vision")
     _check_sequence(vision, path, split, "vision", vision_dim, t_aligned, n)
-    labels = _as_array(split_data["regression_labels"], path, split, "regression_labels")
-    if labels.ndim not in (1, 2) or labels.shape[0] != n or labels.size != n:
-        raise _error(path, split, "regression_labels", f"expected shape ({n},), got {labels.shape}")
-    _check_labels(labels, path, split)
+    for key in ("regression_labels",) + UNIMODAL_LABEL_KEYS.get(dataset, ()):
+        labels = _as_array(split_data[key], path, split, key)
+        if labels.ndim not in (1, 2) or labels.shape[0] != n or labels.size != n:
+            raise _error(path, split, key, f"expected shape ({n},), got {labels.shape}")
+        _check_labels(labels, path, split, key, dataset)
     for key in ("id", "raw_text"):
         if len(split_data[key]) != n:
             raise _error(path, split, key, f"expected {n} entries (like the other keys), "
@@ -208,7 +228,7 @@ def validate_features(data, path, dataset: str, aligned: bool, use_bert: bool = 
     for split in SPLITS:
         if split not in data:
             raise _error(path, split, None, f"missing split (present: {sorted(map(str, data))})")
-        _validate_split(data[split], path, split, dataset, bool(aligned), use_bert)
+        _validate_split(data[split], path, split, dataset, bool(aligned), use_bert, data_sizes(data))
 
 
 def _read_pickle(path: Path):

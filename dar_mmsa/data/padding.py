@@ -88,7 +88,7 @@ def padding_message(path, split: str, findings: Mapping[str, PaddingScan]) -> Op
                          f"t >= {m}_lengths ({s.past_length_frames} frames)")
         if s.over_length_samples:
             parts.append(f"{s.over_length_samples} {m}_lengths exceed T = {s.t_len} (up to {s.max_length}): "
-                         f"clipped to {s.t_len}")
+                         f"clipped to {s.t_len} under the padding rule")
         if s.looks_front_padded:
             parts.append(f"the {m} stream looks front-padded ({s.front_padded_samples} of {s.partial_samples} "
                          f"samples shorter than T have their non-zero frames in the last {m}_lengths steps, "
@@ -98,21 +98,32 @@ def padding_message(path, split: str, findings: Mapping[str, PaddingScan]) -> Op
     if not parts:
         return None
     return (f"{path} [split '{split}']: " + "; ".join(parts) + ". The protocol treats positions t >= length as "
-            "padding (LNLN's generate_m): every model sees them as zeros at every missing rate, 0 included")
+            "padding (LNLN's generate_m): dar_mmsa's models see them as zeros at every missing rate, 0 included; "
+            "MMSA's models see the file as stock MMSA loads it unless the run sets pad_past_lengths")
 
 
 def apply_padding(frames: np.ndarray, lengths) -> np.ndarray:
     """Zero ``frames[i, t]`` for ``t >= lengths[i]`` in place; returns the lengths clipped to [0, T]
-    (same dtype as given, an array)."""
+    (same dtype as given, an array).
+
+    Only elements whose bits are not already +0.0 are written: on a copy-on-write memory map (the
+    per-host feature cache, which holds the padded arrays) a write copies its page into the
+    process, so a file already padded costs no private memory here."""
     given = np.asarray(lengths)
     t_len = frames.shape[1]
     clipped = np.clip(given, 0, t_len).astype(given.dtype, copy=False)
     as_int = clipped.astype(np.int64).reshape(-1)
     steps = np.arange(t_len)
+    as_bits = np.dtype(f"u{frames.dtype.itemsize}")
     for sl in _row_chunks(frames.shape[0], frames[:1].nbytes):
         padded = steps[None, :] >= as_int[sl, None]
-        if padded.any():
-            frames[sl][padded] = 0
+        if not padded.any():
+            continue
+        chunk = frames[sl]
+        padded = padded.reshape(padded.shape + (1,) * (chunk.ndim - 2))
+        wrong = padded & (chunk.view(as_bits) != 0)  # -0.0 counts as wrong: the rule writes +0.0
+        if wrong.any():
+            chunk[wrong] = 0
     return clipped
 
 

@@ -1,7 +1,7 @@
-"""Synthetic MOSI/MOSEI-like feature pickles in MMSA's exact file format.
+"""Synthetic MOSI/MOSEI/CH-SIMS-like feature pickles in MMSA's exact file format.
 
-The files stand in for the real CMU-MOSI / CMU-MOSEI features when those are not at hand (tests,
-smoke runs, CI). Every root written here carries a ``SYNTHETIC.json`` marker so that downstream
+The files stand in for the real CMU-MOSI / CMU-MOSEI / CH-SIMS features when those are not at hand
+(tests, smoke runs, CI). Every root written here carries a ``SYNTHETIC.json`` marker so that downstream
 outputs can say their numbers come from synthetic data.
 
 Layout: ``<root>/MOSI/Processed/{unaligned,aligned}_50.pkl`` (and ``MOSEI/...``), each a pickle
@@ -11,18 +11,28 @@ Layout: ``<root>/MOSI/Processed/{unaligned,aligned}_50.pkl`` (and ``MOSEI/...``)
 ``regression_labels``, ``classification_labels``, ``id`` and ``raw_text``.
 The aligned and unaligned files of a dataset hold the same samples (same ids, text and labels).
 
+CH-SIMS (``sims``) follows MMSA's ``SIMS/Processed/unaligned_39.pkl``: no aligned file (MMSA ships
+none), ``text_bert`` (N,3,39), ``text`` (N,39,768) (SIMS stores BERT features there), audio
+(N,400,33), vision (N,55,709), labels on the 0.2 grid in [-1, 1], and the unimodal labels MMSA's
+loader reads for SIMS, ``regression_labels_T/A/V`` (plus ``classification_labels_T/A/V``). Its
+words are Chinese characters (ids ``FIRST_WORD_ID ..``, :func:`vocab_words` with ``"cn"``), written
+without spaces as Chinese is, so BERT's tokenizer splits ``raw_text`` into one token per character.
+
 Generative model, per sample:
 
 1. Latents: a shared sentiment ``s`` and one specific part per modality ``t, a, v`` (independent
    Gaussians, standard deviations in ``LABEL_WEIGHTS``). The label is
    ``y = grid(shape(s + t + a + v + e + shift))``: ``e`` is irreducible noise, ``shape`` a
    signed power (exponent < 1) that makes the distribution bimodal with a thin centre, ``grid``
-   rounds to 0.2 and clips to [-3, 3]. ``classification_labels`` is 0/1/2 for y < 0, = 0, > 0.
-2. Text sees ``s + t``: it has 6..48 words (``[CLS] words [SEP]``, 8..50 BERT positions); each
-   word is positive, negative or neutral with probabilities that depend on ``s + t`` through a
-   logistic, then drawn Zipf-like inside its id range (``NEGATIVE_WORDS``, ``NEUTRAL_WORDS``,
-   ``POSITIVE_WORDS``). ``text`` holds one 300-d vector per word (no [CLS]/[SEP], like GloVe
-   features) from a fixed random table with a shared polarity direction.
+   rounds to 0.2 and clips to [-3, 3] (SIMS: the shaped sum divided by 3, clipped to [-1, 1]).
+   ``classification_labels`` is 0/1/2 for y < 0, = 0, > 0. SIMS's unimodal label of modality m is
+   ``grid(shape(s + m + e_m))`` with its own noise ``e_m``.
+2. Text sees ``s + t``: it has 6..48 words (``[CLS] words [SEP]``, 8..50 BERT positions; SIMS: 6..37
+   characters, 8..39 positions); each word is positive, negative or neutral with probabilities that
+   depend on ``s + t`` through a logistic, then drawn Zipf-like inside its id range
+   (``NEGATIVE_WORDS``, ``NEUTRAL_WORDS``, ``POSITIVE_WORDS``). ``text`` holds one 300-d vector per
+   word (SIMS: 768-d; no [CLS]/[SEP], like GloVe features) from a fixed random table with a shared
+   polarity direction.
 3. Audio sees ``s`` and ``a``, vision sees ``s`` and ``v``, each through its own observation noise
    (audio and vision are weaker than text, as in the real data), plus per-sample nuisance factors.
    That latent vector goes through a fixed random matrix to a per-sample frame mean; frames add
@@ -50,7 +60,7 @@ import numpy as np
 
 from dar_mmsa.errors import ConfigError
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 1  # MOSI/MOSEI bytes are pinned by tests/test_memory.py; SIMS uses streams of its own
 
 VOCAB_SIZE = 1000
 PAD_ID, UNK_ID, CLS_ID, SEP_ID, MASK_ID = 0, 100, 101, 102, 103
@@ -59,27 +69,33 @@ NEGATIVE_WORDS = range(FIRST_WORD_ID, 304)
 NEUTRAL_WORDS = range(304, 800)
 POSITIVE_WORDS = range(800, VOCAB_SIZE)
 
-TEXT_LEN = 50
+TEXT_LEN = 50  # MOSI's and MOSEI's; TEXT_LENS per dataset
 GLOVE_DIM = 300
 MIN_WORDS, MAX_WORDS = 6, TEXT_LEN - 2
 MIN_SPLIT_SIZE = 8
 
 SPLITS = ("train", "valid", "test")
-DATASETS = ("mosi", "mosei")
-SPLIT_SIZES = {"mosi": (1284, 229, 686), "mosei": (16326, 1871, 4659)}
-FEATURE_DIMS = {"mosi": (5, 20), "mosei": (74, 35)}  # (audio D, vision D)
-UNALIGNED_T = {"mosi": (375, 500), "mosei": (500, 500)}  # (audio T, vision T)
+DATASETS = ("mosi", "mosei", "sims")
+SPLIT_SIZES = {"mosi": (1284, 229, 686), "mosei": (16326, 1871, 4659), "sims": (1368, 456, 457)}
+FEATURE_DIMS = {"mosi": (5, 20), "mosei": (74, 35), "sims": (33, 709)}  # (audio D, vision D)
+UNALIGNED_T = {"mosi": (375, 500), "mosei": (500, 500), "sims": (400, 55)}  # (audio T, vision T)
+TEXT_LENS = {"mosi": TEXT_LEN, "mosei": TEXT_LEN, "sims": 39}  # BERT positions of text_bert
+TEXT_DIMS = {"mosi": GLOVE_DIM, "mosei": GLOVE_DIM, "sims": 768}  # width of the `text` field
+ALIGNMENTS = {"mosi": (False, True), "mosei": (False, True), "sims": (False,)}  # the files MMSA ships
+LABEL_LIMITS = {"mosi": 3.0, "mosei": 3.0, "sims": 1.0}  # labels lie in [-limit, limit]
+UNIMODAL_LABELS = {"sims": ("T", "A", "V")}  # regression_labels_<m> of MMSA's SIMS files
+LANGUAGES = {"mosi": "en", "mosei": "en", "sims": "cn"}  # as MMSA's datasetCommonParams say
 SHAPES = {
     (ds, aligned): {
-        "audio": (TEXT_LEN if aligned else UNALIGNED_T[ds][0], FEATURE_DIMS[ds][0]),
-        "vision": (TEXT_LEN if aligned else UNALIGNED_T[ds][1], FEATURE_DIMS[ds][1]),
+        "audio": (TEXT_LENS[ds] if aligned else UNALIGNED_T[ds][0], FEATURE_DIMS[ds][0]),
+        "vision": (TEXT_LENS[ds] if aligned else UNALIGNED_T[ds][1], FEATURE_DIMS[ds][1]),
     }
     for ds in DATASETS
-    for aligned in (False, True)
+    for aligned in ALIGNMENTS[ds]
 }
-DATASET_DIRS = {"mosi": "MOSI", "mosei": "MOSEI"}
-FILE_NAMES = {False: "unaligned_50.pkl", True: "aligned_50.pkl"}
+DATASET_DIRS = {"mosi": "MOSI", "mosei": "MOSEI", "sims": "SIMS"}
 MARKER_FILE = "SYNTHETIC.json"
+FIRST_CHINESE_CHARACTER = 0x4E00  # the CJK Unified Ideographs block, which BERT splits per character
 
 # Standard deviations of the label components (see the module docstring).
 LABEL_WEIGHTS = {"shared": 0.65, "text": 0.45, "audio": 0.35, "vision": 0.30, "noise": 0.25}
@@ -95,7 +111,7 @@ NOISE_POOL_FRAMES = 1 << 14
 
 _SYLLABLES = [c + v for c in "bdfgklmnprstvz" for v in "aeiou"]
 # Sub-stream keys for the seeded generators.
-_STREAM_TABLES, _STREAM_BASE, _STREAM_FRAMES = 1, 2, 3
+_STREAM_TABLES, _STREAM_BASE, _STREAM_FRAMES, _STREAM_UNIMODAL = 1, 2, 3, 4
 _MODALITY_KEY = {"audio": 1, "vision": 2}
 
 
@@ -109,13 +125,21 @@ def split_sizes(dataset: str, scale: float = 1.0) -> tuple[int, int, int]:
     return tuple(max(MIN_SPLIT_SIZE, int(round(n * scale))) for n in SPLIT_SIZES[dataset])
 
 
+def file_name(dataset: str, aligned: bool) -> str:
+    """MMSA's name of a dataset's pickle: ``unaligned_50.pkl``, ``aligned_50.pkl``, ``unaligned_39.pkl``."""
+    return f"{'aligned' if aligned else 'unaligned'}_{TEXT_LENS[dataset]}.pkl"
+
+
 def feature_path(root, dataset: str, aligned: bool) -> Path:
     """Where MMSA's config expects the dataset's pickle under ``root``."""
-    return Path(root) / DATASET_DIRS[dataset] / "Processed" / FILE_NAMES[bool(aligned)]
+    return Path(root) / DATASET_DIRS[dataset] / "Processed" / file_name(dataset, bool(aligned))
 
 
-def vocab_words() -> list[str]:
-    """The made-up words of ids ``FIRST_WORD_ID .. VOCAB_SIZE-1``, in id order (lower case)."""
+def vocab_words(language: str = "en") -> list[str]:
+    """The made-up words of ids ``FIRST_WORD_ID .. VOCAB_SIZE-1``, in id order: lower-case English-like
+    words for ``"en"``, single Chinese characters for ``"cn"``."""
+    if language == "cn":
+        return [chr(FIRST_CHINESE_CHARACTER + k) for k in range(VOCAB_SIZE - FIRST_WORD_ID)]
     n = len(_SYLLABLES)
     words = []
     for k in range(VOCAB_SIZE - FIRST_WORD_ID):
@@ -145,8 +169,8 @@ class _Tables:
 def _make_tables(dataset: str, seed: int) -> _Tables:
     """Draw the fixed tables of a dataset from the seed."""
     rng = _rng(seed, DATASETS.index(dataset), _STREAM_TABLES)
-    embedding = rng.normal(0.0, 0.35, (VOCAB_SIZE, GLOVE_DIM))
-    direction = rng.normal(0.0, 0.35, GLOVE_DIM)
+    embedding = rng.normal(0.0, 0.35, (VOCAB_SIZE, TEXT_DIMS[dataset]))
+    direction = rng.normal(0.0, 0.35, TEXT_DIMS[dataset])
     embedding += POLARITY_STRENGTH * word_polarity()[:, None] * direction[None, :]
     embedding[:FIRST_WORD_ID] = 0.0
     mixing, bias, pool = {}, {}, {}
@@ -168,11 +192,12 @@ class _Base:
     split: str
     latent: dict  # name -> (N,) float64, names as in LABEL_WEIGHTS
     n_words: np.ndarray  # (N,) int64
-    tokens: np.ndarray  # (N, TEXT_LEN) int64: [CLS] words [SEP] 0...
+    tokens: np.ndarray  # (N, text length) int64: [CLS] words [SEP] 0...
     unaligned_lengths: dict  # modality -> (N,) int64
     labels: np.ndarray  # (N,) float32
     ids: np.ndarray  # (N,) str
     raw_text: np.ndarray  # (N,) str
+    unimodal_labels: dict  # "T"/"A"/"V" -> (N,) float32 (SIMS only)
 
     @property
     def size(self) -> int:
@@ -184,11 +209,27 @@ def _latents(rng: np.random.Generator, n: int) -> dict:
     return {name: rng.normal(0.0, sd, n) for name, sd in LABEL_WEIGHTS.items()}
 
 
-def labels_from_latent(latent: dict) -> np.ndarray:
-    """Regression labels on the 0.2 grid in [-3, 3] from the summed latents (float32)."""
+def labels_from_latent(latent: dict, limit: float = 3.0) -> np.ndarray:
+    """Regression labels on the 0.2 grid in [-limit, limit] from the summed latents (float32).
+
+    The shaped sum is scaled by ``limit / 3`` first, so SIMS's [-1, 1] labels have MOSI's shape."""
     u = sum(latent.values()) + LABEL_SHIFT
     shaped = np.sign(u) * LABEL_GAIN * np.abs(u) ** LABEL_POWER
-    return np.clip(np.round(shaped * 5.0) / 5.0, -3.0, 3.0).astype(np.float32)
+    if limit != 3.0:
+        shaped = shaped * (limit / 3.0)
+    return np.clip(np.round(shaped * 5.0) / 5.0, -limit, limit).astype(np.float32)
+
+
+def _unimodal_labels(dataset: str, split: str, latent: dict, seed: int) -> dict:
+    """SIMS's per-modality labels: the shared and that modality's latent plus its own noise (own stream)."""
+    if dataset not in UNIMODAL_LABELS:
+        return {}
+    rng = _rng(seed, DATASETS.index(dataset), _STREAM_UNIMODAL, SPLITS.index(split))
+    specific = {"T": "text", "A": "audio", "V": "vision"}
+    return {m: labels_from_latent({"shared": latent["shared"], specific[m]: latent[specific[m]],
+                                   "noise": rng.normal(0.0, LABEL_WEIGHTS["noise"], len(latent["shared"]))},
+                                  LABEL_LIMITS[dataset])
+            for m in UNIMODAL_LABELS[dataset]}
 
 
 def classification_from_regression(labels: np.ndarray) -> np.ndarray:
@@ -196,35 +237,36 @@ def classification_from_regression(labels: np.ndarray) -> np.ndarray:
     return (np.sign(labels) + 1.0).astype(np.float32)
 
 
-def _word_counts(rng: np.random.Generator, n: int) -> np.ndarray:
-    """Words per utterance, log-normal around 11 and clipped to [MIN_WORDS, MAX_WORDS]."""
+def _word_counts(rng: np.random.Generator, n: int, max_words: int = MAX_WORDS) -> np.ndarray:
+    """Words per utterance, log-normal around 11 and clipped to [MIN_WORDS, max_words]."""
     raw = np.exp(np.log(11.0) + 0.6 * rng.standard_normal(n))
-    return np.clip(np.round(raw), MIN_WORDS, MAX_WORDS).astype(np.int64)
+    return np.clip(np.round(raw), MIN_WORDS, max_words).astype(np.int64)
 
 
-def _draw_words(rng: np.random.Generator, text_latent: np.ndarray, n_words: np.ndarray) -> np.ndarray:
-    """Word ids (N, MAX_WORDS), 0 after each sample's word count."""
+def _draw_words(rng: np.random.Generator, text_latent: np.ndarray, n_words: np.ndarray,
+                max_words: int = MAX_WORDS) -> np.ndarray:
+    """Word ids (N, max_words), 0 after each sample's word count."""
     n = len(text_latent)
     h = text_latent / np.sqrt(LABEL_WEIGHTS["shared"] ** 2 + LABEL_WEIGHTS["text"] ** 2)
     p_pos = POLAR_WORD_RATE / (1.0 + np.exp(-WORD_SLOPE * h))
     p_neg = POLAR_WORD_RATE - p_pos
-    u = rng.random((n, MAX_WORDS))
+    u = rng.random((n, max_words))
     category = np.where(u < p_neg[:, None], 0, np.where(u < (p_neg + p_pos)[:, None], 2, 1))
     starts = np.array([r.start for r in (NEGATIVE_WORDS, NEUTRAL_WORDS, POSITIVE_WORDS)])
     sizes = np.array([len(r) for r in (NEGATIVE_WORDS, NEUTRAL_WORDS, POSITIVE_WORDS)])
     # Squaring a uniform gives a Zipf-like skew: a few words of each kind are frequent.
-    rank = np.floor(rng.random((n, MAX_WORDS)) ** 2 * sizes[category]).astype(np.int64)
+    rank = np.floor(rng.random((n, max_words)) ** 2 * sizes[category]).astype(np.int64)
     words = starts[category] + rank
-    words[np.arange(MAX_WORDS)[None, :] >= n_words[:, None]] = 0
+    words[np.arange(max_words)[None, :] >= n_words[:, None]] = 0
     return words
 
 
 def _tokens(words: np.ndarray, n_words: np.ndarray) -> np.ndarray:
-    """BERT ids (N, TEXT_LEN): [CLS], the words, [SEP] at position n_words + 1, then 0."""
-    n = len(words)
-    tokens = np.zeros((n, TEXT_LEN), dtype=np.int64)
+    """BERT ids (N, max_words + 2): [CLS], the words, [SEP] at position n_words + 1, then 0."""
+    n, max_words = words.shape
+    tokens = np.zeros((n, max_words + 2), dtype=np.int64)
     tokens[:, 0] = CLS_ID
-    tokens[:, 1:1 + MAX_WORDS] = words
+    tokens[:, 1:1 + max_words] = words
     tokens[np.arange(n), n_words + 1] = SEP_ID
     return tokens
 
@@ -243,10 +285,13 @@ def _make_base(dataset: str, split: str, n: int, seed: int) -> _Base:
     """Sample the shared part (latents, text, labels, lengths, ids) of one split."""
     rng = _rng(seed, DATASETS.index(dataset), _STREAM_BASE, SPLITS.index(split))
     latent = _latents(rng, n)
-    n_words = _word_counts(rng, n)
-    words = _draw_words(rng, latent["shared"] + latent["text"], n_words)
-    vocab = np.array([""] * FIRST_WORD_ID + vocab_words(), dtype=object)
-    raw_text = np.array([" ".join(vocab[row[:k]]) for row, k in zip(words, n_words)])
+    max_words = TEXT_LENS[dataset] - 2
+    n_words = _word_counts(rng, n, max_words)
+    words = _draw_words(rng, latent["shared"] + latent["text"], n_words, max_words)
+    language = LANGUAGES[dataset]
+    vocab = np.array([""] * FIRST_WORD_ID + vocab_words(language), dtype=object)
+    separator = "" if language == "cn" else " "
+    raw_text = np.array([separator.join(vocab[row[:k]]) for row, k in zip(words, n_words)])
     ids = np.array([f"synthetic_{split}_{i // 10:05d}$_${i % 10 + 1}" for i in range(n)])
     return _Base(
         split=split,
@@ -254,24 +299,26 @@ def _make_base(dataset: str, split: str, n: int, seed: int) -> _Base:
         n_words=n_words,
         tokens=_tokens(words, n_words),
         unaligned_lengths=_unaligned_lengths(rng, dataset, n_words),
-        labels=labels_from_latent(latent),
+        labels=labels_from_latent(latent, LABEL_LIMITS[dataset]),
         ids=ids,
         raw_text=raw_text,
+        unimodal_labels=_unimodal_labels(dataset, split, latent, seed),
     )
 
 
 def _text_bert(base: _Base) -> np.ndarray:
-    """(N, 3, TEXT_LEN) float32: ids, attention mask, segment ids (all 0)."""
-    out = np.zeros((base.size, 3, TEXT_LEN), dtype=np.float32)
+    """(N, 3, text length) float32: ids, attention mask, segment ids (all 0)."""
+    out = np.zeros((base.size, 3, base.tokens.shape[1]), dtype=np.float32)
     out[:, 0] = base.tokens
     out[:, 1] = base.tokens != PAD_ID
     return out
 
 
 def _glove(base: _Base, tables: _Tables, out: np.ndarray) -> np.ndarray:
-    """(N, TEXT_LEN, GLOVE_DIM) float32 into ``out``: one vector per word, zero rows after the last word."""
-    words = np.zeros((base.size, TEXT_LEN), dtype=np.int64)
-    words[:, :MAX_WORDS] = base.tokens[:, 1:1 + MAX_WORDS]
+    """(N, text length, text width) float32 into ``out``: one vector per word, zero rows after the last word."""
+    text_len = base.tokens.shape[1]
+    words = np.zeros((base.size, text_len), dtype=np.int64)
+    words[:, :text_len - 2] = base.tokens[:, 1:text_len - 1]
     words[words == SEP_ID] = PAD_ID
     return np.take(tables.embedding, words, axis=0, out=out)
 
@@ -359,7 +406,7 @@ def _split_items(base: _Base, tables: _Tables, dataset: str, aligned: bool, seed
     """Yield (key, array or :class:`_Built`) of one split: the big arrays are built only when the
     pickler asks for them, and released once written."""
     yield "text_bert", _text_bert(base)
-    yield "text", _Built((base.size, TEXT_LEN, GLOVE_DIM), lambda out: _glove(base, tables, out))
+    yield "text", _Built((base.size, TEXT_LENS[dataset], TEXT_DIMS[dataset]), lambda out: _glove(base, tables, out))
     for m in ("audio", "vision"):
         yield m, _Built((base.size, *SHAPES[(dataset, aligned)][m]),
                         lambda out, m=m: _modality(base, tables, dataset, aligned, seed, m, out))
@@ -368,6 +415,9 @@ def _split_items(base: _Base, tables: _Tables, dataset: str, aligned: bool, seed
         yield "vision_lengths", base.unaligned_lengths["vision"].copy()
     yield "regression_labels", base.labels.copy()
     yield "classification_labels", classification_from_regression(base.labels)
+    for m, labels in base.unimodal_labels.items():
+        yield f"regression_labels_{m}", labels.copy()
+        yield f"classification_labels_{m}", classification_from_regression(labels)
     yield "id", base.ids.copy()
     yield "raw_text", base.raw_text.copy()
 
@@ -438,7 +488,8 @@ def _write_marker(root: Path, datasets, scale: float, seed: int) -> None:
 def write_synthetic(root, datasets=DATASETS, scale: float = 1.0, seed: int = 0) -> dict:
     """Write aligned and unaligned synthetic pickles for ``datasets`` under ``root``.
 
-    Returns ``{(dataset, aligned): Path}``. Also writes ``<root>/SYNTHETIC.json``.
+    Returns ``{(dataset, aligned): Path}`` (SIMS: unaligned only, as MMSA ships it). Also writes
+    ``<root>/SYNTHETIC.json``.
     """
     root = Path(root)
     unknown = [ds for ds in datasets if ds not in DATASETS]
@@ -450,7 +501,7 @@ def write_synthetic(root, datasets=DATASETS, scale: float = 1.0, seed: int = 0) 
     for ds in datasets:
         tables = _make_tables(ds, seed)
         bases = [_make_base(ds, split, n, seed) for split, n in zip(SPLITS, split_sizes(ds, scale))]
-        for aligned in (False, True):
+        for aligned in ALIGNMENTS[ds]:
             path = feature_path(root, ds, aligned)
             _dump_streaming(path, _file_object(bases, tables, ds, aligned, seed))
             written[(ds, aligned)] = path
@@ -462,14 +513,14 @@ def main(argv=None) -> int:
     """CLI: ``python -m dar_mmsa.data.synthetic --root DIR [--datasets ...] [--scale] [--seed]``."""
     parser = argparse.ArgumentParser(
         prog="python -m dar_mmsa.data.synthetic",
-        description="Write SYNTHETIC MOSI/MOSEI feature pickles in MMSA's format (not real data).")
-    parser.add_argument("--root", required=True, help="dataset root to write MOSI/ and MOSEI/ under")
+        description="Write SYNTHETIC MOSI/MOSEI/SIMS feature pickles in MMSA's format (not real data).")
+    parser.add_argument("--root", required=True, help="dataset root to write MOSI/, MOSEI/ and SIMS/ under")
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
     parser.add_argument("--scale", type=float, default=1.0, help="fraction of the real split sizes")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     written = write_synthetic(args.root, datasets=tuple(args.datasets), scale=args.scale, seed=args.seed)
-    print(f"SYNTHETIC data (not CMU-MOSI/MOSEI), seed={args.seed} scale={args.scale}, "
+    print(f"SYNTHETIC data (not CMU-MOSI/MOSEI or CH-SIMS), seed={args.seed} scale={args.scale}, "
           f"generator v{GENERATOR_VERSION}:")
     for (ds, aligned), path in written.items():
         sizes = "/".join(str(n) for n in split_sizes(ds, args.scale))

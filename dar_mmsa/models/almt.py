@@ -63,7 +63,18 @@ DEFAULTS = {
     "datasetParams": {
         "mosi": dict(_SHARED, feature_dims=[768, 5, 20], feature_length=[50, 375, 500], fusion_layer_depth=2),
         "mosei": dict(_SHARED, feature_dims=[768, 74, 35], feature_length=[50, 500, 500], fusion_layer_depth=4),
+        # no SIMS setting in the port: MOSI's, with SIMS's sizes and BERT (docs/models.md)
+        "sims": dict(_SHARED, pretrained="bert-base-chinese", feature_dims=[768, 33, 709],
+                     feature_length=[39, 400, 55], fusion_layer_depth=2),
     },
+}
+
+# What a tuning search may try (run_benchmark.py --experiment tune).
+SEARCH_SPACE = {
+    "learning_rate": [3e-5, 1e-4, 3e-4, 1e-3],
+    "weight_decay": [0.0, 1e-4, 1e-3],
+    "batch_size": [16, 32, 64],
+    "AHL_depth": [2, 3, 4],
 }
 
 REQUIRED_KEYS = ("pretrained", "feature_dims", "feature_length", "dst_feature_dims", "dst_feature_hidden_dims",
@@ -87,7 +98,7 @@ def check_config(args, required, model: str) -> None:
                           f"{list(args['feature_length'])}: set feature_length to at least the data's lengths")
 
 
-@register_model("almt", trainer="dar_mmsa.training.almt:ALMTTrainer", defaults=DEFAULTS,
+@register_model("almt", trainer="dar_mmsa.training.almt:ALMTTrainer", defaults=DEFAULTS, search_space=SEARCH_SPACE,
                 description="ALMT (Zhang et al., EMNLP 2023), MMSA master port: language-guided "
                             "hyper-modality learning over 8-token summaries", display="ALMT")
 class ALMT(nn.Module):

@@ -58,6 +58,16 @@ DEFAULTS = {
         },
     },
 }
+# no SIMS setting in the port: MOSI's, with bert-base-chinese (docs/models.md)
+DEFAULTS["datasetParams"]["sims"] = dict(DEFAULTS["datasetParams"]["mosi"], pretrained="bert-base-chinese")
+
+# What a tuning search may try (run_benchmark.py --experiment tune): the reference's optimiser settings.
+SEARCH_SPACE = {
+    "learning_rate": [5e-6, 1e-5, 3e-5, 5e-5],
+    "weight_decay": [0.0, 1e-4, 1e-3],
+    "max_grad_norm": [1, 2, 5],
+    "batch_size": [16, 32, 64],
+}
 
 INJECTION_INDEX = 1  # CE runs on the output of BERT layer 0, before layer 1
 ATTENTION_TEMPERATURE = 8.0  # the reference multiplies the CE attention logits by 8 (no 1/sqrt(d))
@@ -141,7 +151,7 @@ def run_layer(layer: nn.Module, hidden: torch.Tensor, additive_mask: torch.Tenso
     return out[0] if isinstance(out, tuple) else out  # transformers 4.x returns a tuple, 5.x a tensor
 
 
-@register_model("cenet", trainer="dar_mmsa.training.cenet:CENETTrainer", defaults=DEFAULTS,
+@register_model("cenet", trainer="dar_mmsa.training.cenet:CENETTrainer", defaults=DEFAULTS, search_space=SEARCH_SPACE,
                 description="CENET (Wang et al., TMM 2022), MMSA master port: BERT with a cross-modal "
                             "enhancement module before layer 1", display="CENET")
 class CENET(nn.Module):

@@ -7,7 +7,6 @@ the fly, the alternating q_theta step, selection by total validation loss) in
 from __future__ import annotations
 
 import contextlib
-import math
 from typing import Dict, Iterator, List, Optional
 
 import torch
@@ -21,6 +20,8 @@ from .layers import MulTEncoder, Transformer
 from .text import BertEncoder
 
 MODALITIES = ("text", "audio", "vision")
+# Logged beside the loss terms to explain L_diff (DAR.club_terms)
+CLUB_DIAGNOSTICS = ("com_var", "spec_var", "com_spec_corr", "q_var")
 
 _SHARED = {
     "pretrained": "bert-base-uncased",
@@ -36,6 +37,9 @@ _SHARED = {
     "club_learning_rate": 3e-3,
     "club_steps": 5,
     "club_warmup_steps": 30,
+    # what CLUB sees and how log q is reduced over d (dar_losses.CLUB_INPUT_CHOICES, CLUB_REDUCTION_CHOICES)
+    "club_input": "scale_free",
+    "club_reduction": "mean",
     "dim": 128,
     "aligned_len": 50,
     "conv_kernel": 3,
@@ -75,7 +79,22 @@ DEFAULTS = {
     "datasetParams": {
         "mosi": dict(_SHARED, train_missing_rate=0.3),
         "mosei": dict(_SHARED, train_missing_rate=0.4),
+        # the paper gives no SIMS setting: k of MOSI, the dataset of SIMS's size (docs/models.md)
+        "sims": dict(_SHARED, pretrained="bert-base-chinese", train_missing_rate=0.3),
     },
+}
+
+# What a tuning search may try (``run_benchmark.py --experiment tune``): only the choices the paper
+# leaves open. lambda_decouple, alpha, beta and the training rate k stay at the paper's values.
+SEARCH_SPACE = {
+    "club_input": list(losses.CLUB_INPUT_CHOICES),
+    "club_reduction": list(losses.CLUB_REDUCTION_CHOICES),
+    "club_learning_rate": [1e-4, 1e-3, 3e-3, 1e-2],
+    "club_steps": [1, 3, 5, 10],
+    "learning_rate": [5e-5, 1e-4, 3e-4, 1e-3],
+    "bert_learning_rate": [1e-5, 3e-5, 5e-5],
+    "dropout": [0.0, 0.1, 0.2, 0.3],
+    "batch_size": [16, 32, 64],
 }
 
 
@@ -116,13 +135,16 @@ class GatedFusion(nn.Module):
 
 class GaussianPosterior(nn.Module):
     """q_theta(com | spec) of CLUB (Eq. 8-9): a BiLSTM over the independent sequence and, per step,
-    the mean and log-variance of a diagonal Gaussian over the common feature."""
+    the mean and log-variance of a diagonal Gaussian over the common feature. The log-variance is
+    Tanh-capped to [-1, 1] as in CLUB's reference code; ``capped=False`` leaves it free (the
+    reference fit of the tightness check, :mod:`dar_mmsa.models.dar_club`)."""
 
-    def __init__(self, dim: int, hidden: int):
+    def __init__(self, dim: int, hidden: int, capped: bool = True):
         super().__init__()
         self.lstm = nn.LSTM(dim, hidden, batch_first=True, bidirectional=True)
         self.mean = nn.Sequential(nn.Linear(2 * hidden, hidden), nn.ReLU(), nn.Linear(hidden, dim))
-        self.log_var = nn.Sequential(nn.Linear(2 * hidden, hidden), nn.ReLU(), nn.Linear(hidden, dim), nn.Tanh())
+        cap = [nn.Tanh()] if capped else []
+        self.log_var = nn.Sequential(nn.Linear(2 * hidden, hidden), nn.ReLU(), nn.Linear(hidden, dim), *cap)
 
     def forward(self, spec: torch.Tensor):
         h, _ = self.lstm(spec)
@@ -141,6 +163,21 @@ def frozen(module: nn.Module) -> Iterator[None]:
     finally:
         for p, flag in flags:
             p.requires_grad_(flag)
+
+
+# A config without the key was written before it existed: it ran the estimator as published.
+_CLUB_LEGACY = {"club_input": "raw", "club_reduction": "sum"}
+
+
+def club_options(args) -> tuple:
+    """(club_input, club_reduction) from the config, each checked against its choices."""
+    chosen = []
+    for key, choices in (("club_input", losses.CLUB_INPUT_CHOICES), ("club_reduction", losses.CLUB_REDUCTION_CHOICES)):
+        value = args.get(key, _CLUB_LEGACY[key])
+        if value not in choices:
+            raise ConfigError(f"dar: {key} must be one of {', '.join(choices)}, got {value!r}")
+        chosen.append(value)
+    return tuple(chosen)
 
 
 def two_layer_mlp(in_dim: int, hidden: int, out_dim: int) -> nn.Sequential:
@@ -163,6 +200,7 @@ def others(m: str) -> List[str]:
     "dar",
     trainer="dar_mmsa.training.dar:DARTrainer",
     defaults=DEFAULTS,
+    search_space=SEARCH_SPACE,
     description="Decoupled-Adaptive Reconstruction (Yang et al.): decouple, reconstruct, fuse",
     display="DAR",
 )
@@ -201,7 +239,8 @@ class DAR(nn.Module):
       shape on the concatenated pooled complete common features (3d);
     * q_theta (Eq. 9), one per modality: BiLSTM (``club_hidden`` = 64 per direction) over the
       independent sequence, then per step mean = Linear -> ReLU -> Linear and
-      log-variance = Linear -> ReLU -> Linear -> Tanh (variance bounded to [e^-1, e]);
+      log-variance = Linear -> ReLU -> Linear -> Tanh (variance bounded to [e^-1, e] times the
+      variance of what it models: with ``club_input`` "scale_free" that is 1 per dimension);
     * padding: the model is given no audio/vision lengths (AMIO passes only the three tensors) and a
       zero frame may be padding or a dropped frame, so audio/vision steps all count; text uses its
       attention mask (corruption never changes it), pooled to t, as time-averaging weights for z
@@ -210,8 +249,13 @@ class DAR(nn.Module):
       positive kept in its own denominator; common pairs CLIP-style (candidates = the other
       modality's samples), symmetric, mean over the 3 modality pairs; independent pairs: positives =
       the other samples of the same modality, negatives = every sample of the other two modalities.
-      CLUB per step (log q summed over d, mean over steps and samples) over all B^2 pairs of Eq. 9
-      (j = i included) in closed form; one q_theta per modality, L_diff summed over modalities.
+      CLUB per step (log q averaged over d, ``club_reduction`` = "mean", where CLUB's reference code
+      sums; mean over steps and samples) over all B^2 pairs of Eq. 9 (j = i included) in closed
+      form; one q_theta per modality, L_diff summed over modalities. q_theta and CLUB see H~spec
+      and H~com standardised per dimension over batch and time (``club_input`` = "scale_free",
+      gradient through the statistics), so the estimate does not change when the encoders rescale
+      their features; "raw" is the estimator on the features as they are (docs/models.md "DAR: a
+      scale-free L_diff");
       L_re and L_recon: mean squared error per term, summed over modalities (and, for L_recon, over
       com, spec and the aligned input); targets of L_recon not detached (``detach_recon_targets``).
       Loss(y, .) = L1. The ablation switches ``use_sim_loss``, ``use_diff_loss``,
@@ -240,6 +284,7 @@ class DAR(nn.Module):
         feature_dims = hyperparameter(args, "feature_dims")
         self.dim, self.tau = d, float(get("tau"))
         self.detach_recon_targets = bool(args.get("detach_recon_targets", False))
+        self.club_input, self.club_reduction = club_options(args)
 
         self.text_encoder = BertEncoder(get("pretrained"), finetune=bool(args.get("use_finetune", True)))
         in_dims = {"text": self.text_encoder.hidden_size, "audio": int(feature_dims[1]), "vision": int(feature_dims[2])}
@@ -364,8 +409,7 @@ class DAR(nn.Module):
         corrupted, complete, weights = out["corrupted"], out["complete"], out["weights"]
         com, spec = corrupted["com"], corrupted["spec"]
         pooled = lambda feats: [losses.time_average(feats[m], weights[m]) for m in MODALITIES]  # noqa: E731
-        with frozen(self.posterior):
-            diff = sum(losses.club_estimate(*self.posterior[m](spec[m]), com[m]) for m in MODALITIES)
+        diff, diagnostics = self.club_terms(com, spec)
         sim_com = losses.common_info_nce(pooled(com), self.tau)
         sim_spec = losses.independent_info_nce(pooled(spec), self.tau)
         target = (lambda x: x.detach()) if self.detach_recon_targets else (lambda x: x)
@@ -382,7 +426,27 @@ class DAR(nn.Module):
             "re": losses.restoration_loss([corrupted["aligned"][m] for m in MODALITIES],
                                           [out["restored"][m] for m in MODALITIES]),
             "recon": losses.reconstruction_loss(*zip(*pairs)),
+            **diagnostics,
         }
+
+    def club_pair(self, spec: torch.Tensor, com: torch.Tensor) -> tuple:
+        """(H~spec, H~com) as q_theta and CLUB see them (``club_input``)."""
+        return losses.club_input(spec, self.club_input), losses.club_input(com, self.club_input)
+
+    def club_terms(self, com: Dict[str, torch.Tensor], spec: Dict[str, torch.Tensor]):
+        """(L_diff, diagnostics): L_diff through q_theta with its parameters frozen, summed over
+        modalities; the diagnostics (:data:`CLUB_DIAGNOSTICS`, 0-d tensors without gradient, means
+        over modalities) are the raw features' variances and correlation and q_theta's mean variance."""
+        diff, stats = 0.0, []
+        with frozen(self.posterior):
+            for m in MODALITIES:
+                x, y = self.club_pair(spec[m], com[m])
+                mean, log_var = self.posterior[m](x)
+                diff = diff + losses.club_estimate(mean, log_var, y, self.club_reduction)
+                q_var = float(log_var.detach().exp().mean())
+                stats.append(dict(losses.feature_statistics(com[m], spec[m]), q_var=q_var))
+        diagnostics = {k: torch.tensor(sum(s[k] for s in stats) / len(stats)) for k in CLUB_DIAGNOSTICS}
+        return diff, diagnostics
 
     @staticmethod
     def club_features(out: Dict[str, object]) -> Dict[str, tuple]:
@@ -394,39 +458,18 @@ class DAR(nn.Module):
         """-log q_theta(H~com | H~spec) on detached features, summed over modalities: q_theta's own
         objective (it maximises the likelihood, §3.4), which cannot reach the encoders."""
         features = features or self.club_features(out)
-        return -sum(losses.gaussian_log_likelihood(*self.posterior[m](spec), com)
-                    for m, (spec, com) in features.items())
+        total = 0.0
+        for m, (spec, com) in features.items():
+            x, y = self.club_pair(spec, com)
+            total = total - losses.gaussian_log_likelihood(*self.posterior[m](x), y, self.club_reduction)
+        return total
 
     @torch.no_grad()
     def club_value(self, features: Dict[str, tuple]) -> float:
-        """L_diff (the CLUB estimate summed over modalities) that q_theta gives on ``features``."""
-        return float(sum(losses.club_estimate(*self.posterior[m](spec), com) for m, (spec, com) in features.items()))
-
-
-def converged_club(features: Dict[str, tuple], hidden: int, *, lr: float = 3e-3, max_steps: int = 3000,
-                   patience: int = 200, seed: int = 0) -> float:
-    """L_diff given by a fresh q_theta per modality fitted to convergence (full batch, Adam) on
-    ``features`` ({modality: (H~spec, H~com)}, detached): the reference the trainer's q_theta is
-    checked against (tests, ``bench/dar_club.py``). Stops when the NLL has not improved by 1e-3
-    relative for ``patience`` steps."""
-    torch.manual_seed(seed)
-    total = 0.0
-    for spec, com in features.values():
-        q = GaussianPosterior(spec.shape[-1], hidden)
-        opt = torch.optim.Adam(q.parameters(), lr=lr)
-        best, since = math.inf, 0
-        for _ in range(max_steps):
-            opt.zero_grad()
-            nll = -losses.gaussian_log_likelihood(*q(spec), com)
-            nll.backward()
-            opt.step()
-            value = float(nll.detach())
-            if value < best - 1e-3 * abs(best):
-                best, since = value, 0
-            else:
-                since += 1
-                if since >= patience:
-                    break
-        with torch.no_grad():
-            total += float(losses.club_estimate(*q(spec), com))
-    return total
+        """L_diff (the CLUB estimate summed over modalities) that q_theta gives on ``features``
+        ({modality: (H~spec, H~com)}, as :meth:`club_features` returns them)."""
+        total = 0.0
+        for m, (spec, com) in features.items():
+            x, y = self.club_pair(spec, com)
+            total += float(losses.club_estimate(*self.posterior[m](x), y, self.club_reduction))
+        return total

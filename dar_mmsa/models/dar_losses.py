@@ -84,28 +84,86 @@ def similarity_loss(common: Sequence[torch.Tensor], independent: Sequence[torch.
 
 
 # ----------------------------------------------------------------------------- L_diff (Eq. 8, 9)
-def gaussian_log_likelihood(mean: torch.Tensor, log_var: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+# What q_theta and CLUB see: "scale_free" standardises H~spec and H~com per dimension over the batch
+# and time, so shrinking a feature cannot lower the estimate; "raw" is the features as they are (the
+# estimator as published). docs/models.md "DAR: a scale-free L_diff" has the measurement behind it.
+CLUB_INPUT_CHOICES = ("scale_free", "raw")
+# How log q is reduced over the d dimensions: "sum" (CLUB's reference code) or "mean" (DAR's default).
+CLUB_REDUCTION_CHOICES = ("sum", "mean")
+
+
+def standardise(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """(x - mean) / sqrt(var + eps^2) per dimension (last axis) over every other axis (batch and
+    time): batch normalisation without affine parameters or running statistics.
+
+    The gradient flows through the mean and the variance too, so the result does not change when
+    ``x`` is rescaled and its gradient has no component along ``x``: nothing pushes ``x`` to shrink.
+    With the statistics held constant the gradient does have such a component, and the smaller std
+    then magnifies the next gradient: in the measurement (docs/models.md) the features shrank and
+    the task stopped learning."""
+    axes = tuple(range(x.dim() - 1))
+    mean = x.mean(axes, keepdim=True)
+    var = x.var(axes, unbiased=False, keepdim=True)
+    return (x - mean) / (var + eps * eps).sqrt()
+
+
+def club_input(features: torch.Tensor, mode: str) -> torch.Tensor:
+    """The tensor q_theta and CLUB see for ``features`` (an H~spec or H~com sequence) under ``mode``,
+    one of :data:`CLUB_INPUT_CHOICES`."""
+    if mode == "scale_free":
+        return standardise(features)
+    if mode == "raw":
+        return features
+    raise ValueError(f"club input must be one of {CLUB_INPUT_CHOICES}, got {mode!r}")
+
+
+def _reduce_dims(per_dim: torch.Tensor, reduction: str) -> torch.Tensor:
+    if reduction == "sum":
+        return per_dim.sum(-1)
+    if reduction == "mean":
+        return per_dim.mean(-1)
+    raise ValueError(f"club reduction must be one of {CLUB_REDUCTION_CHOICES}, got {reduction!r}")
+
+
+def gaussian_log_likelihood(mean: torch.Tensor, log_var: torch.Tensor, target: torch.Tensor,
+                            reduction: str = "sum") -> torch.Tensor:
     """Mean over samples and steps of log q_theta(target | .) for a diagonal Gaussian q_theta with
-    the given per-step ``mean`` and ``log_var`` (all (B, t, d)); summed over d. This is what q_theta
-    maximises (§3.4: q_theta is the variational approximation of p(com | spec) in Eq. 8)."""
+    the given per-step ``mean`` and ``log_var`` (all (B, t, d)); summed (or averaged, ``reduction``)
+    over d. This is what q_theta maximises (§3.4: q_theta is the variational approximation of
+    p(com | spec) in Eq. 8)."""
     per_dim = -0.5 * (math.log(2 * math.pi) + log_var + (target - mean) ** 2 / log_var.exp())
-    return per_dim.sum(-1).mean()
+    return _reduce_dims(per_dim, reduction).mean()
 
 
-def club_estimate(mean: torch.Tensor, log_var: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def club_estimate(mean: torch.Tensor, log_var: torch.Tensor, target: torch.Tensor,
+                  reduction: str = "sum") -> torch.Tensor:
     """CLUB upper bound of I(spec; com) (Eq. 8, 9), per step, averaged over steps.
 
     ``mean``/``log_var`` (B, t, d) are q_theta's Gaussian given sample i's independent sequence;
     ``target`` (B, t, d) the common sequence. Eq. 9: mean_i [log q(y_i|x_i) - mean_j log q(y_j|x_i)]
-    with j over the whole batch (pairs at the same step). The Gaussian normaliser cancels, and
-    mean_j (y_j - mu_i)^2 = (mu_i - mean_j y_j)^2 + var_j(y_j), so all B^2 pairs cost O(B).
+    with j over the whole batch (pairs at the same step), log q summed (or averaged, ``reduction``)
+    over d. The Gaussian normaliser cancels, and mean_j (y_j - mu_i)^2 = (mu_i - mean_j y_j)^2 +
+    var_j(y_j), so all B^2 pairs cost O(B).
     """
     precision = 0.5 * (-log_var).exp()
     matched = -((target - mean) ** 2) * precision
     batch_mean = target.mean(0, keepdim=True)
     batch_var = target.var(0, unbiased=False, keepdim=True)
     all_pairs = -((mean - batch_mean) ** 2 + batch_var) * precision
-    return (matched - all_pairs).sum(-1).mean()
+    return _reduce_dims(matched - all_pairs, reduction).mean()
+
+
+def feature_statistics(common: torch.Tensor, independent: torch.Tensor) -> dict:
+    """What explains an L_diff value, on (B, t, d) sequences, as floats: the per-dimension variance
+    over batch and time of H~com and of H~spec (mean over d), and their correlation (Pearson, over
+    batch and time, of dimension k of H~com with dimension k of H~spec -- both carry the aligned
+    input on their residual path -- averaged over d)."""
+    com = common.detach().float().reshape(-1, common.shape[-1])
+    spec = independent.detach().float().reshape(-1, independent.shape[-1])
+    com_c, spec_c = com - com.mean(0), spec - spec.mean(0)
+    com_var, spec_var = com_c.pow(2).mean(0), spec_c.pow(2).mean(0)
+    corr = (com_c * spec_c).mean(0) / (com_var * spec_var).sqrt().clamp(min=1e-12)
+    return {"com_var": float(com_var.mean()), "spec_var": float(spec_var.mean()), "com_spec_corr": float(corr.mean())}
 
 
 # ----------------------------------------------------------------------------- L_re, L_recon (Eq. 10, 11, 17)

@@ -144,7 +144,19 @@ DEFAULTS = {
         "early_stop": 10,
         "max_epochs": 100,
     },
-    "datasetParams": {"mosi": dict(_HYPERPARAMETERS), "mosei": dict(_HYPERPARAMETERS)},
+    "datasetParams": {"mosi": dict(_HYPERPARAMETERS), "mosei": dict(_HYPERPARAMETERS),
+                      "sims": dict(_HYPERPARAMETERS, pretrained="bert-base-chinese")},
+}
+
+# What a tuning search may try (run_benchmark.py --experiment tune): optimisation and loss weights.
+SEARCH_SPACE = {
+    "learning_rate": [3e-4, 1e-3, 3e-3],
+    "bert_learning_rate": [1e-5, 3e-5, 5e-5],
+    "weight_decay": [0.0, 1e-4, 1e-3],
+    "batch_size": [16, 32, 64],
+    "orth_weight": [0.001, 0.01, 0.1],
+    "sim_weight": [0.05, 0.1, 0.3],
+    "rec_weight": [0.05, 0.1, 0.3],
 }
 
 
@@ -395,6 +407,7 @@ def derl_settings(args) -> dict:
     "derl",
     trainer="dar_mmsa.training.derl:DERLTrainer",
     defaults=DEFAULTS,
+    search_space=SEARCH_SPACE,
     description="DERL-style (from the abstract): hybrid private/shared experts, multi-level "
                 "reconstruction, importance-aware fusion; our design, not a reproduction",
     display="DERL-style (from the abstract)",

@@ -125,7 +125,18 @@ DEFAULTS = {
     "datasetParams": {
         "mosi": dict(_ARCHITECTURE, feature_dims=[768, 5, 20], feature_length=[50, 375, 500], fusion_depth=2),
         "mosei": dict(_ARCHITECTURE, feature_dims=[768, 74, 35], feature_length=[50, 500, 500], fusion_depth=4),
+        # MOSI's settings with SIMS's sizes and BERT (docs/models.md)
+        "sims": dict(_ARCHITECTURE, pretrained="bert-base-chinese", feature_dims=[768, 33, 709],
+                     feature_length=[39, 400, 55], fusion_depth=2),
     },
+}
+
+# What a tuning search may try (run_benchmark.py --experiment tune): optimisation only, the loss
+# weights stay the reference's.
+SEARCH_SPACE = {
+    "learning_rate": [3e-5, 1e-4, 3e-4, 1e-3],
+    "weight_decay": [0.0, 1e-4, 1e-3],
+    "batch_size": [16, 32, 64],
 }
 
 REQUIRED_KEYS = ("pretrained", "feature_dims", "feature_length", "dim", "mlp_dim", "token_length", "extractor_depth",
@@ -245,7 +256,7 @@ class EffectivenessDiscriminator(nn.Sequential):
         super().__init__(nn.Linear(dim, hidden), nn.LeakyReLU(LEAKY_SLOPE), nn.Linear(hidden, DISCRIMINATOR_CLASSES))
 
 
-@register_model("lnln", trainer="dar_mmsa.training.lnln:LNLNTrainer", defaults=DEFAULTS,
+@register_model("lnln", trainer="dar_mmsa.training.lnln:LNLNTrainer", defaults=DEFAULTS, search_space=SEARCH_SPACE,
                 description="LNLN (Zhang, Wang & Yu, NeurIPS 2024): language-dominated noise-resistant "
                             "learning, trained on its own random missing data", display="LNLN")
 class LNLN(nn.Module):

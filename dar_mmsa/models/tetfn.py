@@ -120,6 +120,22 @@ DEFAULTS = {
         ),
     },
 }
+# Not CH-SIMS: the port reads aligned features (need_data_aligned) and MMSA ships no aligned SIMS file.
+UNSUPPORTED = {"sims": "it reads aligned features, and MMSA ships no aligned CH-SIMS file"}
+
+# What a tuning search may try (run_benchmark.py --experiment tune), in the style of MMSA's Self-MM lists.
+SEARCH_SPACE = {
+    "batch_size": [16, 32, 64],
+    "learning_rate_bert": [1e-5, 3e-5, 5e-5],
+    "learning_rate_audio": [1e-4, 5e-4, 1e-3, 5e-3],
+    "learning_rate_video": [1e-4, 3e-4, 1e-3, 5e-3],
+    "learning_rate_other": [1e-4, 3e-4, 1e-3],
+    "weight_decay_bert": [0.001, 0.01],
+    "weight_decay_other": [0.001, 0.01],
+    "attn_dropout": [0.0, 0.1, 0.2],
+    "post_fusion_dim": [32, 64, 128],
+    "post_fusion_dropout": [0.0, 0.1],
+}
 
 ALIGNED_LENGTH = 50
 
@@ -183,9 +199,10 @@ def _features(x):
     return x[0] if isinstance(x, (tuple, list)) else x
 
 
-@register_model("tetfn", trainer="dar_mmsa.training.tetfn:TETFNTrainer", defaults=DEFAULTS,
+@register_model("tetfn", trainer="dar_mmsa.training.tetfn:TETFNTrainer", defaults=DEFAULTS, search_space=SEARCH_SPACE,
                 description="TETFN (Wang et al., Pattern Recognition 2023), MMSA master port: text-enhanced "
-                            "cross-modal transformers with self-supervised unimodal labels", display="TETFN")
+                            "cross-modal transformers with self-supervised unimodal labels", display="TETFN",
+                unsupported=UNSUPPORTED)
 class TETFN(nn.Module):
     def __init__(self, args):
         super().__init__()

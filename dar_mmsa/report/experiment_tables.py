@@ -18,7 +18,8 @@ import pandas as pd
 from ..benchmark import aggregate
 from ..benchmark.aggregate import LOWER_IS_BETTER, METRICS, rank_marks
 from ..benchmark.store import write_atomic
-from .latex import PERCENT_METRICS, REPORTED_COLUMNS, TABLE1_COLUMNS, escape, format_metric
+from .latex import PERCENT_METRICS, REPORTED_COLUMNS, TABLE1_COLUMNS, escape, format_metric, ordered_datasets
+from .layout import float_table
 from .names import dataset_display_name, model_display_name
 
 SUMMARY_RATES = (0.0, 0.5, 0.9)
@@ -103,10 +104,10 @@ def _row_cells(rows: pd.DataFrame, datasets: Sequence[str], rank: bool) -> List[
 
 
 def experiment_latex(table: pd.DataFrame, experiment, *, synthetic: bool, conditions: str, seeds: Sequence[int],
-                     reported: Optional[pd.DataFrame] = None) -> str:
-    """The experiment's table in the layout of the paper's Table 2/3 (booktabs, multirow)."""
-    datasets = [d for d in ("mosi", "mosei") if d in set(table["dataset"])] + \
-        sorted(set(table["dataset"]) - {"mosi", "mosei"})
+                     reported: Optional[pd.DataFrame] = None, note: str = "") -> str:
+    """The experiment's table in the layout of the paper's Table 2/3, placed by :mod:`.layout`;
+    ``note``: LaTeX appended to the caption (e.g. what a mark on a row name means)."""
+    datasets = ordered_datasets(table)
     latex_names = {f"{m}:{v.key}": v.latex or escape(v.label) for m in set(table["model"].str.split(":").str[0])
                    for v in experiment.variants}
     several = table["model"].str.split(":").str[0].nunique() > 1
@@ -115,29 +116,29 @@ def experiment_latex(table: pd.DataFrame, experiment, *, synthetic: bool, condit
                f"Acc-2 and F1 are Has0 / Non0; accuracies and F1 in \\%. Best in bold, second underlined.")
     if reported is not None and len(reported):
         caption += " Rows under ``reported'' are the numbers printed in the DAR paper (not run here)."
+    if note:
+        caption += " " + note
     if synthetic:
         caption = r"\textbf{Synthetic data}: numbers are not comparable to the paper's. " + caption
-    lines = [r"\begin{table}[t]", r"\centering", r"\small", rf"\caption{{{caption}}}",
-             rf"\label{{tab:{experiment.name}}}",
-             r"\begin{tabular}{l" + ("c" * len(TABLE1_COLUMNS)) * len(datasets) + "}", r"\toprule"]
+    tabular = [r"\begin{tabular}{l" + ("c" * len(TABLE1_COLUMNS)) * len(datasets) + "}", r"\toprule"]
     group = " & ".join(rf"\multicolumn{{{len(TABLE1_COLUMNS)}}}{{c}}{{{dataset_display_name(d)}}}" for d in datasets)
-    lines.append(rf"\multirow{{2}}{{*}}{{{experiment.row_header}}} & {group} \\")
-    lines.append(" ".join(rf"\cmidrule(lr){{{2 + i * len(TABLE1_COLUMNS)}-{1 + (i + 1) * len(TABLE1_COLUMNS)}}}"
-                          for i in range(len(datasets))))
-    lines.append(" & " + " & ".join(h for _ in datasets for h, _ in TABLE1_COLUMNS) + r" \\")
-    lines.append(r"\midrule")
+    tabular.append(rf" & {group} \\")
+    tabular.append(" ".join(rf"\cmidrule(lr){{{2 + i * len(TABLE1_COLUMNS)}-{1 + (i + 1) * len(TABLE1_COLUMNS)}}}"
+                            for i in range(len(datasets))))
+    tabular.append(f"{experiment.row_header} & " + " & ".join(h for _ in datasets for h, _ in TABLE1_COLUMNS) + r" \\")
+    tabular.append(r"\midrule")
     names = {r["model"]: (escape(model_display_name(r["model"].split(":")[0])) + " " if several else "")
              + latex_names.get(r["model"], escape(r["display_name"])) for _, r in table.iterrows()}
     for model, cells in zip(dict.fromkeys(table["model"]), _row_cells(table, datasets, rank=True)):
-        lines.append(" & ".join([names[model], *cells]) + r" \\")
+        tabular.append(" & ".join([names[model], *cells]) + r" \\")
     if reported is not None and len(reported):
         reported = reported[reported["dataset"].isin(datasets)]
-        lines += [r"\midrule", rf"\multicolumn{{{n_cols}}}{{l}}{{\textit{{Reported in the DAR paper}}}} \\"]
+        tabular += [r"\midrule", rf"\multicolumn{{{n_cols}}}{{l}}{{\textit{{Reported in the DAR paper}}}} \\"]
         labels = dict(zip(reported["model"], reported["latex"]))
         for model, cells in zip(dict.fromkeys(reported["model"]), _row_cells(reported, datasets, rank=False)):
-            lines.append(" & ".join([labels[model] + " (reported)", *cells]) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
-    return "\n".join(lines)
+            tabular.append(" & ".join([labels[model] + " (reported)", *cells]) + r" \\")
+    tabular += [r"\bottomrule", r"\end{tabular}"]
+    return float_table(tabular, caption=caption, label=f"tab:{experiment.name}", tabcolsep_pt=4)
 
 
 def _csv(frame: pd.DataFrame, path: Path) -> Path:

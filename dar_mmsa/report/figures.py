@@ -3,6 +3,7 @@
 * Figure 4 of the DAR paper: Non0 Acc-2 and Acc-5 against the test missing rate, one line per
   model (mean over seeds; shaded +-1 std over seeds only with ``bands``), one row of panels per
   dataset, each model with its own colour, marker and line style, one legend below the panels.
+  CH-SIMS's row shows its own counterparts (MMSA's SIMS Acc-2 for Non0 Acc-2).
 * The inter-modal figure: the metric per modality subset (grouped bars) and against the random
   whole-modality drop rate (lines), one row per dataset.
 
@@ -18,7 +19,8 @@ from typing import List, Sequence
 import numpy as np
 import pandas as pd
 
-from ..benchmark.aggregate import SUBSET_COLUMNS
+from ..benchmark.aggregate import SUBSET_COLUMNS, counterpart
+from ..benchmark.disk import writing
 from .latex import METRIC_NAMES, PERCENT_METRICS
 from .names import dataset_display_name
 
@@ -48,7 +50,8 @@ def _save(fig, stem: Path) -> List[Path]:
     paths = [stem.with_suffix(".png"), stem.with_suffix(".pdf")]
     for path in paths:
         tmp = path.with_name(f".{path.name}.tmp")
-        fig.savefig(tmp, dpi=150, format=path.suffix[1:])
+        with writing(path):  # a full disk: one line naming the figure (its .tmp is removed by the caller)
+            fig.savefig(tmp, dpi=150, format=path.suffix[1:])
         tmp.replace(path)
     return paths
 
@@ -101,7 +104,7 @@ def figure4(per_cond: pd.DataFrame, stem: Path, *, synthetic: bool,
     title = "Robustness to intra-modal missingness" + (" (synthetic data)" if synthetic else "")
     fig, axes = _new_figure(len(datasets), len(metrics), title, legend_rows=-(-len(models) // 4))
     for i, dataset in enumerate(datasets):
-        for j, metric in enumerate(metrics):
+        for j, metric in enumerate(counterpart(m, dataset) for m in metrics):
             ax, scale = axes[i, j], _scale(metric)
             for model, group in frame[frame["dataset"] == dataset].groupby("model", sort=False):
                 group = group.sort_values("rate")
@@ -122,12 +125,14 @@ def inter_figure(per_cond: pd.DataFrame, stem: Path, *, synthetic: bool, metric:
     frame = per_cond[per_cond["protocol"].isin(["subset", "drop"])]
     if frame.empty:
         return []
-    datasets, scale = _datasets(frame), _scale(metric)
+    datasets, asked = _datasets(frame), metric
     title = "Robustness to inter-modal missingness" + (" (synthetic data)" if synthetic else "")
     all_models = list(dict.fromkeys(frame["model"]))
     fig, axes = _new_figure(len(datasets), 2, title, legend_rows=-(-len(all_models) // 4))
-    name = METRIC_NAMES.get(metric, metric) + (" (%)" if scale == 100 else "")
     for i, dataset in enumerate(datasets):
+        metric = counterpart(asked, dataset)
+        scale = _scale(metric)
+        name = METRIC_NAMES.get(metric, metric) + (" (%)" if scale == 100 else "")
         block = frame[frame["dataset"] == dataset]
         models = list(dict.fromkeys(block["model"]))
         bars, lines = axes[i, 0], axes[i, 1]

@@ -8,7 +8,7 @@ MMSA_DISPLAY_NAMES = {
     "graph_mfn": "Graph-MFN", "mctn": "MCTN", "bert_mag": "BERT-MAG", "mfm": "MFM", "mtfn": "MTFN",
     "mlmf": "MLMF", "mlf_dnn": "MLF-DNN",
 }
-DATASET_DISPLAY_NAMES = {"mosi": "MOSI", "mosei": "MOSEI"}
+DATASET_DISPLAY_NAMES = {"mosi": "MOSI", "mosei": "MOSEI", "sims": "CH-SIMS"}
 
 
 def model_display_name(model: str) -> str:

@@ -16,7 +16,10 @@
   (``lr_schedule: constant``). ``OLD_RECIPE`` in :mod:`dar_mmsa.models.dar` lists the previous recipe.
 * Every loss term (task, boot, sim_com, sim_spec, diff, re, recon, the weighted total, and
   q_theta's negative log-likelihood ``q_nll``) is logged per epoch for training and validation
-  (``Trainer.log_terms``).
+  (``Trainer.log_terms``), and beside them what explains L_diff (``CLUB_DIAGNOSTICS``, means over
+  the modalities): the per-dimension variance of H~com and of H~spec (``com_var``, ``spec_var``,
+  raw features, mean over d), their correlation (``com_spec_corr``) and q_theta's mean variance
+  (``q_var``).
 * The kept epoch has the lowest *total* validation loss ("the same model with the smallest overall
   loss", §4.2): validation is corrupted at k (``valid_missing_rate`` overrides) with the run seed,
   and the loss needs the complete inputs too. ``do_test(mode="TEST")`` reports the L1 of y^ on the
@@ -30,14 +33,14 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from ..models.dar import hyperparameter
+from ..models.dar import CLUB_DIAGNOSTICS, hyperparameter
 from ..models.dar_losses import total_loss
 from .base import Trainer, epoch_seed, unwrap
 from .optim import parameter_groups
 from .schedules import warmup_cosine_scheduler
 
 LR_SCHEDULES = ("warmup_cosine", "constant")
-LOGGED_TERMS = ("task", "boot", "sim_com", "sim_spec", "diff", "re", "recon")
+LOGGED_TERMS = ("task", "boot", "sim_com", "sim_spec", "diff", "re", "recon") + CLUB_DIAGNOSTICS
 
 
 def _rate(args, key: str) -> float:

@@ -20,15 +20,17 @@ PRECISIONS = ("fp32", "bf16", "fp16")
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def check_precision(precision, device) -> str:
-    """The precision name, or one clear ConfigError when it cannot run on ``device``."""
+def check_precision(precision, device, *, on_device: bool = True) -> str:
+    """The precision name, or one clear ConfigError when it cannot run on ``device``. ``on_device``
+    False: this process does not run on that device (a Ray driver), so the GPU itself is not asked
+    (the executor checks it on the nodes' GPUs, and every trainer again)."""
     precision = str(precision or "fp32").lower()
     if precision not in PRECISIONS:
         raise ConfigError(f"unknown precision '{precision}': use one of {', '.join(PRECISIONS)}")
     kind = torch.device(device).type
     if precision == "fp16" and kind != "cuda":
         raise ConfigError(f"precision fp16 needs a CUDA device (device is {kind}): use --precision bf16 or fp32")
-    if precision == "bf16" and kind == "cuda" and not torch.cuda.is_bf16_supported():
+    if precision == "bf16" and kind == "cuda" and on_device and not torch.cuda.is_bf16_supported():
         raise ConfigError("this GPU has no bf16 support: use --precision fp16 or fp32")
     return precision
 

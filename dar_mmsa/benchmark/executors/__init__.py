@@ -20,7 +20,7 @@ from typing import List, Optional, Sequence
 
 import torch
 
-from ...errors import ConfigError
+from ...errors import ConfigError, StorageError
 
 BACKENDS = ("serial", "ray")
 DEFAULT_MAX_RETRIES = 2
@@ -111,7 +111,12 @@ class Execution:
     wall_s: float = 0.0
 
     def record(self, outcome, bar, say) -> None:
-        """Count one finished unit's outcome (``execute.UnitOutcome``) and show it on ``bar``."""
+        """Count one finished unit's outcome (``execute.UnitOutcome``) and show it on ``bar``; an
+        outcome with a ``stop`` line (a full disk) ends the grid: StorageError, what is stored stays."""
+        for line in outcome.notes:
+            bar.say(say, line)
+        if outcome.stop:
+            raise StorageError(outcome.stop)
         self.trained += outcome.trained
         self.evaluated += outcome.evaluated
         if outcome.failure:

@@ -1,118 +1,67 @@
 """The Ray executor: each work unit is one Ray task (``ray`` core tasks), on a local Ray started on
 this machine's CPUs/GPUs or on a running cluster (``--ray-address``).
 
+Without ``--ray-address`` a new local Ray is started (``address="local"``): never the cluster that
+``$RAY_ADDRESS`` or the last ``ray start`` on this host points at.
+
 Before anything is trained, :meth:`RayExecutor.start` checks that some node can hold one run
-(``--cpus-per-run``, ``--gpus-per-run``), that every node can import dar_mmsa, and that the output
-folder is shared: one probe task per node writes a file there and this driver reads it back (the
-data root and BERT must be there too). Any of these failing is one error line.
+(``--cpus-per-run``, ``--gpus-per-run``), and one probe task per node (``ray_node.probe_task``;
+again in :meth:`RayExecutor.run`, with the units' inputs) checks what a unit there would meet: the output folder is shared (the probe writes a file there and
+this driver reads it back), its file locks work and are seen by every node (the probe must find the
+driver's lock on the results folder held), every feature file exists with the fingerprint planned
+here, the BERT resolves as a unit will resolve it, and the packages are the driver's versions. With
+``--gpus-per-run``, one probe per GPU node runs on a GPU Ray hands out and checks the precision
+there (never on the driver, which may have no GPU, or one Ray gives to a unit). Any of these
+failing is one error line.
 
 Then at most ``jobs`` units are in flight (default: as many as the nodes' resources hold). A task
 stores its unit's trainings and evaluations itself, as soon as they exist, in the shared folder;
 the driver only reads. A worker that dies (killed, out of memory, node lost) has its task retried
-by Ray up to ``max_retries`` times -- the retry redoes only what is not stored -- and is then
-reported as one failed run, with its log, while the grid goes on. A Python exception in a unit is
-not retried (it would fail again): it is reported at once, traceback in the run's log.
-
-Test hooks (``$DAR_MMSA_TEST_HOOKS`` = a folder, in the environment Ray's workers start with): a
-file ``kill-once-<run_id>`` there makes that unit's worker exit when its second evaluation starts
-(the first is stored) and removes the file; ``kill-always-<run_id>``, as each attempt starts;
-``probe-elsewhere`` makes the storage probe write to a private folder, as on a node that does not
-mount the output folder.
+by Ray -- the retry redoes only what is not stored -- and after ``max_retries`` retries in all it is
+reported as one failed run, with its log (for out-of-memory kills, Ray's own line: node and
+memory), while the grid goes on. Ray counts out-of-memory kills against a separate budget
+(``RAY_task_oom_retries``): this driver sets it to ``max_retries``, and every attempt also counts
+itself in the run's folder and refuses to start past ``max_retries + 1`` (``ray_node.count_attempt``),
+so the cap holds on clusters configured otherwise. A Python exception in a unit is not retried (it
+would fail again): it is reported at once, traceback in the run's log.
 """
 from __future__ import annotations
 
 import collections
-import datetime
 import logging
 import math
 import os
-import socket
-import tempfile
+import re
 import uuid
-from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Sequence
 
 from ...errors import ConfigError
-from ..execute import UnitOutcome, failure_message, pending_conditions, unit_log_path
+from ..execute import UnitOutcome, failure_message, library_versions, pending_conditions, unit_log_path
 from . import DEFAULT_MAX_RETRIES, BackendOptions, Execution, Executor
 from .progress import GridProgress
+from .ray_node import HOOKS_ENV, append_log, bert_spec, forget_attempts, gpu_probe_task, probe_task, run_unit_task
 
-HOOKS_ENV = "DAR_MMSA_TEST_HOOKS"
 LOCAL_OBJECT_STORE_BYTES = 512 * 2**20  # tasks pass small objects only (settings, a unit, its outcome)
 PROBE_TIMEOUT_S = 300  # starting a worker on every node, first import of torch and MMSA included
 EPS = 1e-9
+OOM_RETRIES_ENV = "RAY_task_oom_retries"
+
+__all__ = ["RayExecutor", "HOOKS_ENV"]
 
 
-def _hook(name: str) -> Optional[Path]:
-    folder = os.environ.get(HOOKS_ENV)
-    path = Path(folder) / name if folder else None
-    return path if path is not None and path.exists() else None
-
-
-# ---------------------------------------------------------------------------- worker side
-_WORKER_LOADERS = None  # one loader cache per worker process, reused by the units it runs
-
-
-def _test_kill_status(run_id: str):
-    once, always = _hook(f"kill-once-{run_id}"), _hook(f"kill-always-{run_id}")
-    started = 0
-
-    def status(stage: str) -> None:
-        nonlocal started
-        started += stage.startswith("eval")
-        if always is not None:
-            os._exit(1)
-        if started == 2 and once is not None and once.exists():
-            once.unlink(missing_ok=True)
-            os._exit(1)
-
-    return status
-
-
-def _enter(cwd: str) -> None:
-    """Work in the driver's folder where this node has it, so relative paths mean the same."""
-    if os.path.isdir(cwd):
-        os.chdir(cwd)
-
-
-def run_unit_task(unit, settings, threads: int, cwd: str) -> UnitOutcome:
-    """Body of a unit's Ray task: torch threads pinned to the task's CPUs, then ``execute.run_unit``."""
-    global _WORKER_LOADERS
-    import torch
-
-    from ..execute import LoaderCache, library_versions, run_unit
-
-    _enter(cwd)
-    torch.set_num_threads(threads)
-    if _WORKER_LOADERS is None:
-        from ...data.feature_cache import ENV_FEATURE_CACHE
-        from ..heap import bound_heap
-
-        bound_heap()
-        # workers of one host map one copy of each feature file (data/feature_cache.py)
-        os.environ.setdefault(ENV_FEATURE_CACHE, os.path.join(tempfile.gettempdir(), "dar_mmsa-feature-cache"))
-        _WORKER_LOADERS = LoaderCache(settings.loader_workers, pin_memory=settings.device.type == "cuda")
-    status = _test_kill_status(unit.run.run_id) if os.environ.get(HOOKS_ENV) else (lambda stage: None)
-    return run_unit(unit, settings, _WORKER_LOADERS, library_versions(), status)
-
-
-def probe_task(root: str, token: str, paths: List[str], cwd: str) -> dict:
-    """On one node: write ``token`` into the output folder; name the input paths this node lacks."""
-    _enter(cwd)
-    target = Path(tempfile.mkdtemp()) if _hook("probe-elsewhere") else Path(root)
-    name = f".shared-probe-{token}-{socket.gethostname()}-{os.getpid()}"
-    out = {"host": socket.gethostname(), "file": name, "missing": [p for p in paths if not os.path.exists(p)]}
-    try:
-        (target / name).write_text(token)
-    except OSError as exc:
-        out["error"] = exc.strerror or str(exc)
-    return out
-
-
-# ---------------------------------------------------------------------------- driver side
 def _first_line(exc: BaseException) -> str:
     lines = [line for line in str(exc).splitlines() if line.strip()]
     return lines[0].strip() if lines else type(exc).__name__
+
+
+def oom_cause(exc: BaseException) -> str:
+    """Ray's out-of-memory message in a few words: the node and its memory use when Ray gives them."""
+    text = " ".join(str(exc).split())
+    found = re.search(r"Memory on the node \(IP: ([^,]+), ID: (\w+)\) was ([\d.]+\s*\w+) / ([\d.]+\s*\w+)", text)
+    if found:
+        ip, node, used, total = found.groups()
+        return f"out of memory on node {ip} ({node[:8]}): {used} of {total} in use when Ray's memory monitor killed it"
+    return f"out of memory: {_first_line(exc)}"
 
 
 class RayExecutor(Executor):
@@ -126,6 +75,7 @@ class RayExecutor(Executor):
         self.jobs = options.jobs
         self._started_ray = False
         self._in_flight: Dict = {}
+        self._versions = None
 
     # ------------------------------------------------------------------ start
     def start(self, settings) -> None:
@@ -134,22 +84,28 @@ class RayExecutor(Executor):
         except ImportError:
             raise ConfigError("--backend ray needs Ray, which is not installed: pip install 'dar_mmsa[ray]'") from None
         if not ray.is_initialized():
-            common = dict(log_to_driver=False, logging_level=logging.WARNING)
-            address = self.options.ray_address
-            try:
-                if address:
-                    ray.init(address=address, **common)
-                else:
-                    ray.init(include_dashboard=False, object_store_memory=LOCAL_OBJECT_STORE_BYTES, **common)
-            except (ConnectionError, RuntimeError, ValueError) as exc:
-                where = f"the Ray cluster at {address}" if address else "a local Ray"
-                raise ConfigError(f"cannot start or join {where} ({_first_line(exc)}): start the cluster with "
-                                  f"'ray start --head' on its head node and pass its address to --ray-address"
-                                  ) from None
-            self._started_ray = True
+            self._init(ray)
         nodes = [n for n in ray.nodes() if n.get("Alive")]
         self._check_resources(nodes)
-        self._check_shared_storage(ray, nodes, settings)
+        self._versions = library_versions()
+        self._probe_nodes(ray, nodes, settings, features={}, berts=[])
+
+    def _init(self, ray) -> None:
+        os.environ[OOM_RETRIES_ENV] = str(self.retries)  # read by this driver's core worker, which owns the tasks
+        common = dict(log_to_driver=False, logging_level=logging.WARNING)
+        address = self.options.ray_address
+        try:
+            if address:
+                ray.init(address=address, **common)
+            else:  # "local": a new Ray, whatever $RAY_ADDRESS or an earlier 'ray start' on this host say
+                ray.init(address="local", include_dashboard=False, object_store_memory=LOCAL_OBJECT_STORE_BYTES,
+                         **common)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            where = f"the Ray cluster at {address}" if address else "a local Ray on this machine"
+            fix = ("start the cluster with 'ray start --head' on its head node and pass its address to --ray-address"
+                   if address else "check 'ray status' and the space in /tmp, or pass --ray-address of a running cluster")
+            raise ConfigError(f"cannot start or join {where} ({_first_line(exc)}): {fix}") from None
+        self._started_ray = True
 
     def _check_resources(self, nodes: Sequence[dict]) -> None:
         def slots(node) -> int:
@@ -167,23 +123,19 @@ class RayExecutor(Executor):
                               f"{largest.get('GPU', 0):g} GPU(s)): lower --cpus-per-run / --gpus-per-run or add nodes")
         self.jobs = min(self.jobs, total) if self.jobs else total
 
-    def _check_shared_storage(self, ray, nodes: Sequence[dict], settings) -> None:
+    def _probe_nodes(self, ray, nodes: Sequence[dict], settings, *, features: Dict[str, str], berts) -> None:
+        """One probe per node (``ray_node.probe_task``), then one per GPU node on a GPU; one error line."""
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        def on(node):
+            return NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)
 
         root = settings.store.root
         token = uuid.uuid4().hex
-        paths = [str(p) for p in (settings.data_root, settings.pretrained) if p]
         probe = ray.remote(num_cpus=0, max_retries=1)(probe_task)
-        refs = [probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
-                .remote(str(root), token, paths, os.getcwd()) for n in nodes]
-        try:
-            answers = ray.get(refs, timeout=PROBE_TIMEOUT_S)
-        except ray.exceptions.GetTimeoutError:
-            raise ConfigError(f"the Ray workers did not answer within {PROBE_TIMEOUT_S}s: check the cluster "
-                              f"('ray status') and retry") from None
-        except ray.exceptions.RayError as exc:
-            raise ConfigError(f"the Ray workers cannot run dar_mmsa ({_first_line(exc)}): install the same "
-                              f"dar_mmsa, MMSA and torch on every node") from None
+        refs = [probe.options(scheduling_strategy=on(n)).remote(str(root), token, features, berts, self._versions,
+                                                                os.getcwd()) for n in nodes]
+        answers = self._answers(ray, refs)
         readable = {}
         for answer in answers:  # read (and remove) every probe file before judging any
             seen = root / answer["file"]
@@ -197,9 +149,29 @@ class RayExecutor(Executor):
                 why = answer.get("error") or "this machine cannot read what it wrote"
                 raise ConfigError(f"output folder {root.absolute()} is not shared with Ray node {answer['host']} "
                                   f"({why}): put --out on storage that every node mounts at the same path (e.g. NFS)")
-            if answer["missing"]:
-                raise ConfigError(f"Ray node {answer['host']} cannot see {', '.join(answer['missing'])}: put the data "
-                                  f"root and the BERT on storage every node mounts at the same path")
+            if answer.get("lock"):
+                raise ConfigError(f"Ray node {answer['host']}: {answer['lock']}")
+            if answer["problems"]:
+                raise ConfigError(f"Ray node {answer['host']} {'; '.join(answer['problems'])}: put the data and the "
+                                  f"BERT on storage every node mounts at the same path (or the same copies on "
+                                  f"every node), and install the same packages everywhere")
+        if self.gpus:
+            gpu_nodes = [n for n in nodes if n.get("Resources", {}).get("GPU", 0) + EPS >= self.gpus]
+            gpu_probe = ray.remote(num_cpus=0, num_gpus=self.gpus, max_retries=1)(gpu_probe_task)
+            for facts in self._answers(ray, [gpu_probe.options(scheduling_strategy=on(n)).remote(settings.precision)
+                                             for n in gpu_nodes]):
+                if facts.get("problem"):
+                    raise ConfigError(f"Ray node {facts['host']} {facts['problem']}")
+
+    def _answers(self, ray, refs):
+        try:
+            return ray.get(refs, timeout=PROBE_TIMEOUT_S)
+        except ray.exceptions.GetTimeoutError:
+            raise ConfigError(f"the Ray workers did not answer within {PROBE_TIMEOUT_S}s: check the cluster "
+                              f"('ray status') and retry") from None
+        except ray.exceptions.RayError as exc:
+            raise ConfigError(f"the Ray workers cannot run dar_mmsa ({_first_line(exc)}): install the same "
+                              f"dar_mmsa, MMSA and torch on every node") from None
 
     # ------------------------------------------------------------------ run
     def run(self, units: Sequence, settings, *, progress: bool, say) -> Execution:
@@ -207,22 +179,29 @@ class RayExecutor(Executor):
 
         todo = collections.deque(u for u in units if pending_conditions(settings.store, u.run))
         execution = Execution(self.name, units=len(units), already_done=len(units) - len(todo))
+        features = {u.data["feature_path"]: u.data["fingerprint"] for u in todo if u.data}
+        berts = sorted({bert_spec(u.args.get("pretrained")) for u in todo if u.args.get("use_bert")} - {None})
+        if todo:  # what the units will open, where they will run
+            self._probe_nodes(ray, [n for n in ray.nodes() if n.get("Alive")], settings, features=features,
+                              berts=berts)
         task = ray.remote(num_cpus=self.cpus, num_gpus=self.gpus, max_retries=self.retries,
                           retry_exceptions=False)(run_unit_task)
         settings_ref = ray.put(settings)
         threads, cwd = self.options.threads, os.getcwd()
+        submission = uuid.uuid4().hex[:12]
         with GridProgress(len(units), execution.already_done, enabled=progress, backend=self.name) as bar:
             try:
                 while todo or self._in_flight:
                     while todo and len(self._in_flight) < self.jobs:
                         unit = todo.popleft()
-                        ref = task.options(name=f"dar_mmsa:{unit.run.run_id}").remote(unit, settings_ref, threads, cwd)
+                        ref = task.options(name=f"dar_mmsa:{unit.run.run_id}").remote(
+                            unit, settings_ref, threads, cwd, submission, self.retries + 1, self._versions)
                         self._in_flight[ref] = unit
                         bar.started()
                     ready, _ = ray.wait(list(self._in_flight), num_returns=1, timeout=1.0)
                     for ref in ready:
                         unit = self._in_flight.pop(ref)
-                        execution.record(self._outcome(ray, ref, unit, settings), bar, say)
+                        execution.record(self._outcome(ray, ref, unit, settings, submission), bar, say)
                     bar.bar.refresh()
             finally:
                 for ref in self._in_flight:  # interrupted: stop the units still running
@@ -231,21 +210,23 @@ class RayExecutor(Executor):
             execution.wall_s = bar.wall_s
         return execution
 
-    def _outcome(self, ray, ref, unit, settings) -> UnitOutcome:
+    def _outcome(self, ray, ref, unit, settings, submission: str) -> UnitOutcome:
         try:
-            return ray.get(ref)
+            outcome = ray.get(ref)
         except ray.exceptions.RayTaskError as exc:  # raised outside run_unit's guard (e.g. unpickling the unit)
             cause = f"{type(exc.cause).__name__}: {_first_line(exc.cause)}" if exc.cause else _first_line(exc)
+        except ray.exceptions.OutOfMemoryError as exc:
+            attempts = forget_attempts(settings.store, unit.run.run_id, submission)
+            cause = f"{oom_cause(exc)}; its worker died on each of {len(attempts) or 1} attempt(s)"
         except ray.exceptions.RayError as exc:  # the worker died on every attempt
-            cause = f"its worker died on each of {self.retries + 1} attempt(s): {type(exc).__name__}"
+            attempts = forget_attempts(settings.store, unit.run.run_id, submission)
+            cause = f"its worker died on each of {len(attempts) or self.retries + 1} attempt(s): {type(exc).__name__}"
+        else:
+            forget_attempts(settings.store, unit.run.run_id, submission)
+            return outcome
+        forget_attempts(settings.store, unit.run.run_id, submission)
         log_path = unit_log_path(settings.store, unit.run)
-        try:
-            log_path.parent.mkdir(parents=True, exist_ok=True)
-            with open(log_path, "a") as log:
-                now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-                log.write(f"{now} dar_mmsa.benchmark [ERROR] (driver) {unit.run.title}: {cause}\n")
-        except OSError:
-            pass
+        append_log(log_path, f"{unit.run.title}: {cause}", who="(driver)")
         return UnitOutcome(failure=failure_message(unit.run, cause, log_path))
 
     def close(self) -> None:
