@@ -79,3 +79,21 @@ def run_kwargs(tiny_bert, synthetic_root, tmp_path):
     """Keyword arguments for ``dar_mmsa.runner.build_args`` / ``run_once`` on the synthetic data."""
     return dict(data_root=synthetic_root, pretrained=tiny_bert, device="cpu", seed=1111,
                 save_path=tmp_path / "model.pth")
+
+
+def registered_test_model(name, module, config_path, *, learning_rate, max_epochs, display):
+    """Register ``module`` as model ``name`` (our base Trainer, MOSI/MOSEI defaults), write the config
+    file with it to ``config_path`` and yield that path; the model is unregistered afterwards."""
+    from dar_mmsa import registry
+    from dar_mmsa.config import write_config
+
+    params = {"batch_size": 8, "learning_rate": learning_rate, "pretrained": "bert-base-uncased"}
+    defaults = {"commonParams": {"need_data_aligned": False, "need_model_aligned": False, "use_bert": True,
+                                 "early_stop": 2, "max_epochs": max_epochs},
+                "datasetParams": {"mosi": dict(params), "mosei": dict(params)}}
+    registry.register_model(name, trainer="dar_mmsa.training.base:Trainer", defaults=defaults,
+                            display=display)(module)
+    try:
+        yield write_config(config_path)
+    finally:
+        registry._MODELS.pop(name)

@@ -9,6 +9,8 @@ from types import SimpleNamespace
 
 import pandas as pd
 import pytest
+
+from conftest import registered_test_model
 import torch
 
 from dar_mmsa import runner
@@ -203,19 +205,8 @@ class ImportanceStub(torch.nn.Module):
 
 @pytest.fixture
 def stub_config(tmp_path):
-    from dar_mmsa import registry
-    from dar_mmsa.config import write_config
-
-    params = {"batch_size": 8, "learning_rate": 1e-3, "pretrained": "bert-base-uncased"}
-    defaults = {"commonParams": {"need_data_aligned": False, "need_model_aligned": False, "use_bert": True,
-                                 "early_stop": 2, "max_epochs": 1},
-                "datasetParams": {"mosi": dict(params), "mosei": dict(params)}}
-    registry.register_model("bench_stub", trainer="dar_mmsa.training.base:Trainer", defaults=defaults,
-                            display="Stub")(ImportanceStub)
-    try:
-        yield write_config(tmp_path / "config.json")
-    finally:
-        registry._MODELS.pop("bench_stub")
+    yield from registered_test_model("bench_stub", ImportanceStub, tmp_path / "config.json", learning_rate=1e-3,
+                                     max_epochs=1, display="Stub")
 
 
 def test_importance_written_for_models_that_expose_it(tmp_path, synthetic_root, tiny_bert, stub_config):

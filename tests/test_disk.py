@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+
+from conftest import registered_test_model
 import torch
 
 import dar_mmsa
@@ -43,19 +45,8 @@ def tiny_bytes(args) -> int:
 
 @pytest.fixture
 def tiny_config(tmp_path):
-    from dar_mmsa import registry
-    from dar_mmsa.config import write_config
-
-    params = {"batch_size": 8, "learning_rate": 1e-2, "pretrained": "bert-base-uncased"}
-    defaults = {"commonParams": {"need_data_aligned": False, "need_model_aligned": False, "use_bert": True,
-                                 "early_stop": 2, "max_epochs": 2},
-                "datasetParams": {"mosi": dict(params), "mosei": dict(params)}}
-    registry.register_model("disk_tiny", trainer="dar_mmsa.training.base:Trainer", defaults=defaults,
-                            display="Tiny")(TinyModel)
-    try:
-        yield write_config(tmp_path / "config.json")
-    finally:
-        registry._MODELS.pop("disk_tiny")
+    yield from registered_test_model("disk_tiny", TinyModel, tmp_path / "config.json", learning_rate=1e-2,
+                                     max_epochs=2, display="Tiny")
 
 
 @pytest.fixture
