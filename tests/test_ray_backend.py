@@ -145,24 +145,10 @@ def test_killed_driver_resumes_without_redoing(ray_cluster, serial, small_mosi_r
     assert_same_tables(resumed, serial.result)
 
 
-def test_output_folder_unseen_by_workers_is_one_error_line(ray_cluster, serial, tmp_path, capsys):
-    marker = ray_cluster.hooks / "probe-elsewhere"
-    marker.touch()
-    try:
-        code = run_benchmark.main(["--no-progress", "--models", "misa", "--seeds", "1111", "--rates", "0.0",
-                                   "--data-root", serial.kwargs["data_root"], "--pretrained",
-                                   serial.kwargs["pretrained"], "--device", "cpu", "--out", str(tmp_path), "--name", "t", "--backend", "ray"])
-    finally:
-        marker.unlink()
-    err = [line for line in capsys.readouterr().err.splitlines() if not line.startswith("note: ")]
-    assert code == 2 and len(err) == 1, err
-    assert err[0].startswith(f"error: output folder {tmp_path / 't'} is not shared with Ray node ")
-    assert "put --out on storage that every node mounts" in err[0]
-    assert ResultStore(tmp_path / "t").trainings() == [] and not list(tmp_path.rglob(".shared-probe-*"))
-
-
-def test_a_probed_lock_error_is_one_line_naming_it(ray_cluster, serial, tmp_path, capsys):
-    marker = ray_cluster.hooks / "lock-error"
+def _cli_with_probe_hook(ray_cluster, serial, tmp_path, capsys, hook):
+    """Exit code and error lines (notes left out) of a one-run Ray command while the node probe's test
+    hook ``hook`` is set."""
+    marker = ray_cluster.hooks / hook
     marker.touch()
     try:
         code = run_benchmark.main(["--no-progress", "--models", "misa", "--seeds", "1111", "--rates", "0.0",
@@ -171,7 +157,19 @@ def test_a_probed_lock_error_is_one_line_naming_it(ray_cluster, serial, tmp_path
                                    "--backend", "ray"])
     finally:
         marker.unlink()
-    err = [line for line in capsys.readouterr().err.splitlines() if not line.startswith("note: ")]
+    return code, [line for line in capsys.readouterr().err.splitlines() if not line.startswith("note: ")]
+
+
+def test_output_folder_unseen_by_workers_is_one_error_line(ray_cluster, serial, tmp_path, capsys):
+    code, err = _cli_with_probe_hook(ray_cluster, serial, tmp_path, capsys, "probe-elsewhere")
+    assert code == 2 and len(err) == 1, err
+    assert err[0].startswith(f"error: output folder {tmp_path / 't'} is not shared with Ray node ")
+    assert "put --out on storage that every node mounts" in err[0]
+    assert ResultStore(tmp_path / "t").trainings() == [] and not list(tmp_path.rglob(".shared-probe-*"))
+
+
+def test_a_probed_lock_error_is_one_line_naming_it(ray_cluster, serial, tmp_path, capsys):
+    code, err = _cli_with_probe_hook(ray_cluster, serial, tmp_path, capsys, "lock-error")
     assert code == 2 and len(err) == 1, err
     assert f"cannot lock {tmp_path / 't' / '.lock'} (ENOLCK: " in err[0] and "no working file locks" in err[0]
     assert "docs/benchmark.md" in err[0] and "another benchmark" not in err[0]
