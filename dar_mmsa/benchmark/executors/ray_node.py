@@ -242,9 +242,6 @@ def run_unit_task(unit, settings, threads: int, cwd: str, submission: str, max_a
         return UnitOutcome(failure=failure_message(unit.run, cause, log_path))
     torch.set_num_threads(threads)
     if _WORKER_LOADERS is None:
-        from ..heap import bound_heap
-
-        bound_heap()
         # workers of one host map one copy of each feature file (data/feature_cache.py), in this user's folder
         os.environ.setdefault(ENV_FEATURE_CACHE, str(default_cache_root()))
         _WORKER_LOADERS = LoaderCache(settings.loader_workers, pin_memory=settings.device.type == "cuda")

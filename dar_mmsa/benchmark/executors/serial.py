@@ -7,7 +7,6 @@ import torch
 
 from ...data import feature_cache
 from ..execute import LoaderCache, library_versions, pending_conditions, run_unit
-from ..heap import bound_heap
 from . import BackendOptions, Execution, Executor
 from .progress import GridProgress
 
@@ -25,7 +24,6 @@ class SerialExecutor(Executor):
         previous_threads = torch.get_num_threads()
         if threads is not None:
             torch.set_num_threads(threads)
-        bound_heap()  # freed batches go back to the system instead of growing the heap (see heap.py)
         versions = library_versions()
         loaders_cache = LoaderCache(settings.loader_workers, pin_memory=settings.device.type == "cuda")
         try:
