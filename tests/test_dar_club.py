@@ -141,3 +141,33 @@ def test_the_trainers_q_theta_keeps_up_with_a_converged_one_of_its_own_family(na
 def test_the_old_recipe_lags_far_behind(narrow_bert):
     check = trained_check(narrow_bert, capped=True, **{k: v for k, v in OLD_RECIPE.items() if k.startswith("club")})
     assert check.ratio < 0.1, check  # measured: -0.0006 against 2.57
+
+
+def test_club_diagnostics_tool_averages_each_variant_over_its_seeds(tmp_path):
+    """tools/club_diagnostics.py: runs grouped by variant, each epoch's terms averaged over seeds,
+    a seed that stopped early leaves the later epochs to the others, other models are skipped."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    def record(folder, seed, club_input, diffs, model="dar"):
+        terms = [dict(task=1.0, diff=d, com_var=0.5, spec_var=0.25, com_spec_corr=0.8, q_var=0.4) for d in diffs]
+        path = tmp_path / "store" / "runs" / folder / "training.json"
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps({"model": model, "seed": seed, "display_name": model.upper(),
+                                    "args": {"club_input": club_input, "use_diff_loss": True},
+                                    "epochs": {"train": [{"terms": t} for t in terms], "valid": []}}))
+
+    record("a", 1111, "scale_free", [1.0, 3.0])
+    record("b", 1112, "scale_free", [2.0])  # stopped after epoch 1
+    record("c", 1111, "raw", [0.5, 0.7])
+    record("d", 1111, "raw", [9.0, 9.0], model="misa")
+    tool = Path(__file__).resolve().parent.parent / "tools" / "club_diagnostics.py"
+    out = subprocess.run([sys.executable, str(tool), str(tmp_path), "--epochs", "1", "2"],
+                         capture_output=True, text=True, check=True).stdout.splitlines()
+    rows = {tuple(cell.strip() for cell in line.strip("|").split("|")[:3]): line for line in out[2:]}
+    assert len(rows) == 4
+    assert "| 1.500 |" in rows[("DAR, club_input=scale_free", "1111,1112 (2)", "1")]
+    assert "| 3.000 |" in rows[("DAR, club_input=scale_free", "1111,1112 (1)", "2")]
+    assert "| 0.700 | 0.500 | 0.250 | 0.800 | 0.400 |" in rows[("DAR, club_input=raw", "1111 (1)", "2")]
