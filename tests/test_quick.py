@@ -81,7 +81,7 @@ def test_mean_predictor_by_hand():
 def test_learned_conditions():
     assert learned_failures(0.9, 1.0, 0.20, 0.25, 0.3) == []
     assert learned_failures(1.0, 1.0, 0.20, 0.25, 0.3) == ["MAE not below the mean predictor's"]
-    assert learned_failures(0.9, 1.0, 0.155, 0.155, 0.3) == ["predictions in one bin"]
+    assert learned_failures(0.9, 1.0, 0.155, 0.155, 0.3) == ["the two finest accuracies are equal"]
     assert learned_failures(0.9, 1.0, 0.20, 0.25, 0.2) == ["Corr not above 0.2"]
     assert learned_failures(0.9, None, 0.20, 0.25, float("nan")) == ["no mean predictor recorded",
                                                                       "Corr not above 0.2"]
@@ -113,7 +113,7 @@ def test_learned_lines_one_per_model_at_rate_zero():
     dar, misa, sims, mosei = lines[2:]
     assert dar.startswith("mosi     DAR ") and " learned: MAE 1.100 (mean predictor 1.250), Acc-5 22.00 / Acc-7 18.00" \
         ", Corr 0.450" in dar
-    assert "NOT learned (MAE not below the mean predictor's; predictions in one bin; Corr not above 0.2)" in misa
+    assert "NOT learned (MAE not below the mean predictor's; the two finest accuracies are equal; Corr not above 0.2)" in misa
     assert sims.startswith("sims     DAR ") and " learned: " in sims and "Acc-3 50.00 / Acc-5 30.00" in sims
     assert mosei.startswith("mosei    DAR ") and "not checked: no evaluation at missing rate 0" in mosei
     assert learned_lines(_per_condition([]), {}) == []

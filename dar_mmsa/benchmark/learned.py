@@ -43,7 +43,7 @@ def learned_failures(mae, mean_predictor_mae, finer_acc, coarser_acc, corr, *, m
     elif _missing(mae) or not mae < mean_predictor_mae:
         failures.append("MAE not below the mean predictor's")
     if _missing(finer_acc) or _missing(coarser_acc) or finer_acc == coarser_acc:
-        failures.append("predictions in one bin")
+        failures.append("the two finest accuracies are equal")
     if _missing(corr) or not corr > min_corr:
         failures.append(f"Corr not above {min_corr:g}")
     return failures
