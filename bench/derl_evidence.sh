@@ -1,7 +1,7 @@
 #!/bin/bash
 # The DERL-style evidence of issue 14 (a benchmark, not a test): DERL-style (from the abstract) against
 # DAR and MISA on synthetic MOSI at 0.2 of the real split sizes (257/46/137, seed 0) with the tiny random
-# 1-layer BERT (the same inputs as bench/dar_evidence.sh), both protocols (Table 1 over 10 rates; the
+# 1-layer BERT (the same inputs as bench/evidence_scale0.2.sh), both protocols (Table 1 over 10 rates; the
 # 7 inter-modal subsets and drop rates), seeds 1111 1112 1113, two runs at a time on the Ray backend
 # with one torch thread each. Resumes from the store under $OUT/derl-evidence-scale0.2/.
 # Choices: aligned_50 files for all three models (the unaligned 375/500-frame streams cost DERL about

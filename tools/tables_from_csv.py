@@ -13,8 +13,7 @@ no store, only their CSVs. For each ``*.tex`` table of the folder:
   ``report.json``), an experiment's ``<stem>.tex`` (``table2_*``, ``table3_*``, ``recipe``) from its
   per-seed ``<stem>_evaluations.csv`` aggregated again (MMSA's metrics have 4 decimals, so nothing
   is lost) when that holds the rows of ``<stem>.csv``, else from ``<stem>.csv`` (6 significant
-  digits). A table keeps the paper's reported rows when the file it replaces had them. Pooled
-  tables (``*_merged.tex``) are written by ``bench/dar_evidence_merge.py`` and left alone.
+  digits). A table keeps the paper's reported rows when the file it replaces had them.
 
 Ends by writing the folder's ``tables.tex``.
 """
@@ -118,8 +117,6 @@ def rewrite(folder: Path) -> list:
         tex = path.read_text()
         if r"\multirow" not in tex:
             text = replaced(tex)
-        elif path.stem.endswith("_merged"):
-            continue
         elif path.name == "table1.tex":
             text = table1_tex(folder, "(reported)" in tex)
         elif any(path.stem.startswith(prefix) for prefix in EXPERIMENT_OF_PREFIX):
