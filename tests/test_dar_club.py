@@ -9,7 +9,11 @@
 * A partly trained DAR: its q_theta against a converged one of the same (capped) family on held-out
   features, and the old one-step-at-1e-4 q_theta recipe lagging far behind.
 """
+import json
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -146,11 +150,6 @@ def test_the_old_recipe_lags_far_behind(narrow_bert):
 def test_club_diagnostics_tool_averages_each_variant_over_its_seeds(tmp_path):
     """tools/club_diagnostics.py: runs grouped by variant, each epoch's terms averaged over seeds,
     a seed that stopped early leaves the later epochs to the others, other models are skipped."""
-    import json
-    import subprocess
-    import sys
-    from pathlib import Path
-
     def record(folder, seed, club_input, diffs, model="dar"):
         terms = [dict(task=1.0, diff=d, com_var=0.5, spec_var=0.25, com_spec_corr=0.8, q_var=0.4) for d in diffs]
         path = tmp_path / "store" / "runs" / folder / "training.json"
