@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -228,3 +229,9 @@ def test_importance_written_for_models_that_expose_it(tmp_path, synthetic_root, 
                          files[0].name.replace(".csv", ".json")).read_text())
     assert record["importance_file"] == str(files[0].relative_to(tmp_path / "imp"))
     assert result.table1.loc[0, "display_name"] == "Stub"
+    means = pd.read_csv(tmp_path / "imp" / "importance_means.csv")
+    assert list(means["condition"]) == ["intra-0.5", "subset-L", "subset-A", "subset-V", "subset-LA", "subset-LV",
+                                        "subset-AV", "subset-LAV", "drop-0.5"]
+    row = means.set_index("condition").loc["subset-L"]
+    assert row["samples"] == len(frame)
+    assert np.allclose(row[experts].to_numpy(float), frame[experts].mean().to_numpy(), atol=5e-5)

@@ -299,22 +299,3 @@ def test_every_writer_compiles_in_a_two_column_article(tmp_path):
     assert len(widths) == len(names)
     for measured, estimated in widths:
         assert abs(int(estimated) - int(measured)) <= 0.03 * int(measured), proc.stdout
-
-
-def test_tables_from_csv_re_places_a_table_and_keeps_its_content(tmp_path):
-    """tools/tables_from_csv.py on a folder holding a table of an older layout (single column, no
-    \\resizebox, no packages comment): same caption, label and tabular, placed by the rule; plus tables.tex."""
-    tabular = [r"\begin{tabular}{l" + "c" * 8 + "}", r"\toprule",
-               "Method & " + " & ".join(SUBSET_COLUMNS) + r" & Avg \\",
-               r"\midrule", "DAR & " + " & ".join(["61.25"] * 8) + r" \\", r"\bottomrule", r"\end{tabular}"]
-    old = "\n".join([r"\begin{table}[t]", r"\centering", r"\small", r"\caption{Old layout, 50\%.}",
-                     r"\label{tab:old}", *tabular, r"\end{table}", ""])
-    (tmp_path / "inter_table.tex").write_text(old)
-    proc = subprocess.run([sys.executable, str(REPO / "tools" / "tables_from_csv.py"), str(tmp_path)],
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    new = (tmp_path / "inter_table.tex").read_text()
-    env, _, kept, sep = placed(new)
-    assert kept == tabular and sep == 6.0 and env == "table*"
-    assert "\n\\caption{Old layout, 50\\%.}\n\\label{tab:old}\n" in new
-    assert (tmp_path / "tables.tex").read_text().count(r"\input{inter_table.tex}") == 1

@@ -35,8 +35,8 @@ from torch.utils.data import DataLoader
 from ..data.corruption import MODALITIES, corrupt_arrays
 from ..data.modality_drop import drop_arrays, random_presence
 from .grid import Condition
+from .predictions import EXPERTS
 
-EXPERTS = ("P_l", "P_a", "P_v", "S_l", "S_a", "S_v")
 _CHUNK_BYTES = 32 << 20  # inputs damaged per step: the temporary tensors stay this small
 
 

@@ -17,6 +17,7 @@ import numpy as np
 from .store import ResultStore, write_atomic
 
 COLUMNS = ("index", "id", "label", "prediction")
+EXPERTS = ("P_l", "P_a", "P_v", "S_l", "S_a", "S_v")  # DERL-style's expert importances, when stored
 
 
 def predictions_path(store: ResultStore, run_id: str, condition_key: str) -> Path:

@@ -18,6 +18,7 @@ from .analysis import (AnalysisOptions, check_analysis, compare_to_reference, de
                        significant_cells)
 from .claims import significance_lines
 from .grid import Condition
+from .importances import importance_means
 from .learned import learned_lines, mean_predictor_maes
 from .plan import Settings, WorkUnit
 from .robustness import add_leads, robustness_table
@@ -196,6 +197,9 @@ def build_reports(store: ResultStore, records: Sequence[dict], *, models: Sequen
             write_atomic(root / "inter_table.tex",
                          latex.inter_latex(result.inter, synthetic=synthetic, seeds=seeds).encode())
             files.append(root / "inter_table.tex")
+    importances = importance_means(store, records, model_order, condition_order)
+    if len(importances):
+        files.append(_to_csv(importances, root / "importance_means.csv"))
     if any(f.suffix == ".tex" for f in files):
         files.append(layout.write_preview(root))
     if figures.matplotlib_available():
