@@ -82,7 +82,7 @@ def _data_label(group: pd.DataFrame) -> str:
     return "synthetic" if (group["data"] == "synthetic").any() else "real"
 
 
-def _ordered(frame: pd.DataFrame, model_order: Sequence[str], condition_order: Sequence[str]) -> pd.DataFrame:
+def ordered_rows(frame: pd.DataFrame, model_order: Sequence[str], condition_order: Sequence[str]) -> pd.DataFrame:
     """Rows in the order of the command line: dataset (MOSI first), model, condition."""
     if frame.empty:
         return frame
@@ -120,7 +120,7 @@ def per_condition(frame: pd.DataFrame, model_order: Sequence[str] = (),
             row[f"{m}_std"] = float(values.std(ddof=1)) if len(values) > 1 else None
         rows.append(row)
     columns = ["data", *groups, "n_seeds", "seeds", *(f"{m}_{s}" for m in metrics for s in ("mean", "std", "n"))]
-    return _ordered(pd.DataFrame(rows, columns=columns), model_order, condition_order)
+    return ordered_rows(pd.DataFrame(rows, columns=columns), model_order, condition_order)
 
 
 def table1(per_cond: pd.DataFrame, model_order: Sequence[str] = ()) -> pd.DataFrame:
@@ -143,7 +143,7 @@ def table1(per_cond: pd.DataFrame, model_order: Sequence[str] = ()) -> pd.DataFr
         rows.append(row)
     columns = ["data", "dataset", "model", "display_name", "n_conditions", "min_seeds", *metrics,
                *(f"{m}_n_nan" for m in metrics)]
-    return _ordered(pd.DataFrame(rows, columns=columns), model_order, ())
+    return ordered_rows(pd.DataFrame(rows, columns=columns), model_order, ())
 
 
 def inter_table(per_cond: pd.DataFrame, metric: str = "Non0_acc_2", model_order: Sequence[str] = ()) -> pd.DataFrame:
@@ -164,7 +164,7 @@ def inter_table(per_cond: pd.DataFrame, metric: str = "Non0_acc_2", model_order:
         rows.append(row)
     columns = ["data", "dataset", "model", "display_name", "metric", "n_nan",
                *(f"n_nan {label}" for label in SUBSET_COLUMNS), *SUBSET_COLUMNS, "Avg"]
-    return _ordered(pd.DataFrame(rows, columns=columns), model_order, ())
+    return ordered_rows(pd.DataFrame(rows, columns=columns), model_order, ())
 
 
 def nan_lines(frame: pd.DataFrame) -> List[str]:

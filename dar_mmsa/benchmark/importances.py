@@ -8,6 +8,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from .aggregate import ordered_rows
 from .predictions import EXPERTS, record_predictions
 from .store import ResultStore
 
@@ -17,7 +18,7 @@ IMPORTANCE_COLUMNS = ("model", "dataset", "condition", "samples", *EXPERTS)
 def importance_means(store: ResultStore, records: Sequence[Mapping], model_order: Sequence[str],
                      condition_order: Sequence[str]) -> pd.DataFrame:
     """One row per (model, dataset, condition) whose predictions carry importances, in the order of
-    ``model_order``, dataset, ``condition_order``; empty when no model exposes them."""
+    the other reports (dataset, ``model_order``, ``condition_order``); empty when no model exposes them."""
     stacked: dict = {}
     for record in records:
         columns = record_predictions(store, record)
@@ -30,10 +31,4 @@ def importance_means(store: ResultStore, records: Sequence[Mapping], model_order
         weights = np.concatenate(blocks)
         rows.append({"model": model, "dataset": dataset, "condition": condition, "samples": len(weights),
                      **dict(zip(EXPERTS, weights.mean(axis=0).round(4)))})
-    frame = pd.DataFrame(rows, columns=list(IMPORTANCE_COLUMNS))
-    if frame.empty:
-        return frame
-    order = {"model": {m: i for i, m in enumerate(model_order)}, "condition": {c: i for i, c in enumerate(condition_order)}}
-    ranks = frame.assign(**{f"_{k}": frame[k].map(lambda v, r=r: r.get(v, len(r))) for k, r in order.items()})
-    return (ranks.sort_values(["_model", "dataset", "_condition"], kind="stable")
-            .drop(columns=["_model", "_condition"]).reset_index(drop=True))
+    return ordered_rows(pd.DataFrame(rows, columns=list(IMPORTANCE_COLUMNS)), model_order, condition_order)
