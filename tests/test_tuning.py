@@ -169,6 +169,33 @@ def test_search_spaces():
     assert distributions({"x": [[30, 6], [32, 8]]})["x"].choices == ("json:[30, 6]", "json:[32, 8]")
 
 
+def test_repeated_proposals_are_marked_in_tuning_csv_and_the_summary(tmp_path):
+    from dar_mmsa.benchmark.tuning.api import summary_text
+    from dar_mmsa.benchmark.tuning.outputs import trial_rows
+    from dar_mmsa.benchmark.tuning.records import write_trial
+    from dar_mmsa.benchmark.tuning.search import SearchDefinition
+    from dar_mmsa.benchmark.tuning.trial import TrialOutcome
+
+    lnln = SearchDefinition("lnln", "mosi", {"lr": [1, 2], "batch_size": [16, 32]}, 4, 2, (1111,))
+    misa = SearchDefinition("misa", "mosi", {"lr": [1, 2]}, 4, 2, (1111,))
+    proposals = [(lnln, [{"lr": 1, "batch_size": 16}, {"batch_size": 16, "lr": 2}, {"batch_size": 16, "lr": 1},
+                         {"lr": 1, "batch_size": 16}]),
+                 (misa, [{"lr": 1}, {"lr": 2}])]
+    records = []
+    for definition, params in proposals:
+        for number, p in enumerate(params):
+            outcome = TrialOutcome(p, "complete", {"0": 1.0}, 1.0, 2, [1.0, 1.0], 0.5)
+            records.append(write_trial(tmp_path, definition, number, outcome, "serial"))
+    frame = trial_rows(records)
+    repeats = {(m, t): None if pd.isna(r) else int(r)
+               for m, t, r in zip(frame["model"], frame["trial"], frame["repeats_trial"])}
+    assert [repeats[("lnln", t)] for t in range(4)] == [None, None, 0, 0]  # key order does not matter
+    assert [repeats[("misa", t)] for t in range(2)] == [None, None]
+    text = summary_text(tmp_path, [lnln, misa])
+    assert "lnln-mosi: 4 trials (4 complete, 0 pruned, 0 failed; 2 repeat an earlier trial's params)" in text
+    assert "misa-mosi: 2 trials (2 complete, 0 pruned, 0 failed);" in text
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--trials", "3"], "--trials belongs to --experiment tune"),
     (["--experiment", "tune", "--seeds", "1"], "drop --seeds (use --tune-seeds)"),

@@ -17,7 +17,7 @@ from ..plan import (DEFAULT_MODELS, QUICK_MODELS, Settings, check_models, check_
                     data_description, default_name, is_synthetic, prepare_inputs, write_synthetic_data)
 from ..presets import SMOKE_OVERRIDES
 from ..store import ResultStore, write_atomic
-from .outputs import best_trial, write_outputs
+from .outputs import best_trial, repeated_trials, write_outputs
 from .records import read_trials
 from .search import DEFAULT_TRIALS, DEFAULT_TUNE_RATES, SearchDefinition, check_budget, check_metric
 from .serial import run_serial
@@ -52,7 +52,9 @@ def summary_text(root: Path, definitions: Sequence[SearchDefinition]) -> str:
         states = {s: sum(r["state"] == s for r in records) for s in ("complete", "pruned", "failed")}
         best = best_trial(records, d.direction)
         head = (f"  {d.key}: {len(records)} trials ({states['complete']} complete, {states['pruned']} pruned, "
-                f"{states['failed']} failed)")
+                f"{states['failed']} failed")
+        repeats = len(repeated_trials(records))
+        head += f"; {repeats} repeat an earlier trial's params)" if repeats else ")"
         if best is None:
             lines.append(head + ", none complete")
             continue

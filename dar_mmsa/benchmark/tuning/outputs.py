@@ -1,7 +1,7 @@
 """What a search leaves in the results folder, rebuilt from the trial records every time:
 
 * ``tuning.csv``: one row per trial (params, validation value per tuning rate, objective, epochs
-  run, state, wall time);
+  run, state, wall time, and ``repeats_trial``: the earlier trial with the same params, if any);
 * ``tuned_config.json``: the base MMSA-format config with each tuned model's best complete
   trial's params in ``datasetParams[dataset]``, plus ``tuned_on`` (the budget and the trial), so
   ``run_benchmark.py --config`` and ``MMSA_run(config_file=...)`` run the tuned models and every
@@ -27,16 +27,37 @@ TUNED_KEY = "tuned_on"  # the provenance entry of a tuned config (carried into e
 CSV, CONFIG, TEX, FIGURE = "tuning.csv", "tuned_config.json", "tuning.tex", "figures/tuning_progress"
 
 
+def repeated_trials(records: Sequence[dict]) -> Dict[Tuple[str, str, int], int]:
+    """(model, dataset, trial) -> the first earlier trial of the same search with the same params.
+
+    TPE proposes a config again, above all in small categorical spaces; a repeat is trained again,
+    so it spends the budget without exploring (with deterministic training it scores the same)."""
+    first: Dict[tuple, int] = {}
+    repeats = {}
+    for r in sorted(records, key=lambda r: (r["model"], r["dataset"], r["trial"])):
+        params = (r["model"], r["dataset"], json.dumps(r["params"], sort_keys=True))
+        if params in first:
+            repeats[(r["model"], r["dataset"], r["trial"])] = first[params]
+        else:
+            first[params] = r["trial"]
+    return repeats
+
+
 def trial_rows(records: Sequence[dict]) -> pd.DataFrame:
+    repeats = repeated_trials(records)
     rows = []
     for r in records:
         row = {"model": r["model"], "dataset": r["dataset"], "trial": r["trial"], "state": r["state"],
                "objective": r["objective"], "epochs": r["epochs"], "wall_time_s": r["wall_time_s"],
+               "repeats_trial": repeats.get((r["model"], r["dataset"], r["trial"])),
                "metric": r["budget"]["metric"]}
         row.update({f"valid_{rate}": v for rate, v in r["values"].items()})
         row.update({f"param_{k}": json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in r["params"].items()})
         rows.append(row)
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    if len(frame):
+        frame["repeats_trial"] = frame["repeats_trial"].astype("Int64")
+    return frame
 
 
 def best_trial(records: Sequence[dict], direction: str) -> Optional[dict]:
