@@ -35,11 +35,11 @@ def repeated_trials(records: Sequence[dict]) -> Dict[Tuple[str, str, int], int]:
     first: Dict[tuple, int] = {}
     repeats = {}
     for r in sorted(records, key=lambda r: (r["model"], r["dataset"], r["trial"])):
-        params = (r["model"], r["dataset"], json.dumps(r["params"], sort_keys=True))
-        if params in first:
-            repeats[(r["model"], r["dataset"], r["trial"])] = first[params]
+        search_and_params = (r["model"], r["dataset"], json.dumps(r["params"], sort_keys=True))
+        if search_and_params in first:
+            repeats[(r["model"], r["dataset"], r["trial"])] = first[search_and_params]
         else:
-            first[params] = r["trial"]
+            first[search_and_params] = r["trial"]
     return repeats
 
 
