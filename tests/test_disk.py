@@ -2,7 +2,6 @@
 lost, and each says so in one line). A tiny registered model on synthetic MOSI keeps every run short."""
 import errno
 import os
-import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -103,12 +102,12 @@ class _HalfWriter:
 def fill_disk_at(monkeypatch, file_name: str) -> list:
     """Make the store's atomic write of ``file_name`` fail with ENOSPC half-way; returns the failed paths."""
     failed, targets = [], {}
-    real_mkstemp, real_fdopen = tempfile.mkstemp, os.fdopen
+    real_create, real_fdopen = store_module._create_temporary, os.fdopen
 
-    def mkstemp(*args, **kwargs):
-        fd, path = real_mkstemp(*args, **kwargs)
-        targets[fd] = path
-        return fd, path
+    def create_temporary(path):
+        fd, tmp = real_create(path)
+        targets[fd] = tmp
+        return fd, tmp
 
     def fdopen(fd, *args, **kwargs):
         handle = real_fdopen(fd, *args, **kwargs)
@@ -118,7 +117,7 @@ def fill_disk_at(monkeypatch, file_name: str) -> list:
             return _HalfWriter(handle)
         return handle
 
-    monkeypatch.setattr(store_module.tempfile, "mkstemp", mkstemp)
+    monkeypatch.setattr(store_module, "_create_temporary", create_temporary)
     monkeypatch.setattr(store_module.os, "fdopen", fdopen)
     return failed
 
@@ -308,6 +307,19 @@ def test_write_failure_reads_the_cause():
         assert disk.write_failure(exc) == "no space left on device"
     assert disk.write_failure(RuntimeError("shape mismatch")) is None
     assert disk.human_bytes(440_000_000) == "440.0 MB" and disk.human_bytes(999) == "999 B"
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX file modes")
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
+def test_atomic_writes_get_the_mode_the_umask_gives_new_files(tmp_path, umask, mode):
+    previous = os.umask(umask)
+    try:
+        store_module.write_atomic(tmp_path / "runs" / "r" / "training.json", b"{}")
+    finally:
+        os.umask(previous)
+    written = tmp_path / "runs" / "r" / "training.json"
+    assert written.read_bytes() == b"{}" and written.stat().st_mode & 0o777 == mode
+    assert [p.name for p in written.parent.iterdir()] == ["training.json"]  # no temporary left
 
 
 def test_console_marks_an_incomplete_row(cli):

@@ -29,7 +29,7 @@ it, units may run concurrently in other processes or on other machines (``execut
 writes only its own run's files (``runs/<run_id>/``, ``logs/<run_id>.log``, per-run outputs) while
 holding :meth:`ResultStore.run_lock` (which records its holder and waits for it at most
 ``RUN_LOCK_WAIT_S``; ``locks``), so two attempts of one run never write at once, and every
-file still lands atomically. Each attempt trains into its own partial checkpoint (``attempt``). Temporary names are unique per writer (``mkstemp``). On a cluster the
+file still lands atomically. Each attempt trains into its own partial checkpoint (``attempt``). Temporary names are unique per writer (a random suffix, created exclusively). On a cluster the
 folder must be on storage every node mounts; the Ray executor checks that before it starts.
 """
 from __future__ import annotations
@@ -37,7 +37,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
@@ -49,12 +48,21 @@ from .disk import writing
 SCHEMA_VERSION = 1
 
 
+def _create_temporary(path: Path):
+    """(fd, name) of a new, uniquely named file beside ``path``, with the mode any new file of the
+    user gets (0o666 less the umask, so a group or web server can read the results; ``mkstemp``
+    would make every result private)."""
+    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    return fd, str(tmp)
+
+
 def write_atomic(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temporary file + fsync + ``os.replace``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with writing(path):
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd, tmp = _create_temporary(path)
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
