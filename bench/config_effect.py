@@ -72,6 +72,8 @@ def config_effect(before: Path, after: Path, n_boot: int = 10000, seed: int = 0)
         a, b = first[first["model"] == model], second[second["model"] == model]
         seeds = sorted(set(a["seed"]) & set(b["seed"]))
         rates = sorted(set(a["rate"]) & set(b["rate"]))
+        if not seeds or not rates:
+            raise ValueError(f"{before} and {after} share no seed or no rate of {model}; run both on the same seeds")
         conditions = [a[a["rate"] == r]["condition"].iloc[0] for r in rates]
         (rows_a, labels_a), preds_a = stacked_predictions(before, a, seeds, conditions)
         (rows_b, labels_b), preds_b = stacked_predictions(after, b, seeds, conditions)
