@@ -23,43 +23,45 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from dar_mmsa.benchmark.analysis import predictions_by_run, stack_predictions
 from dar_mmsa.benchmark.multiple_testing import add_adjusted
-from dar_mmsa.benchmark.predictions import read_predictions
 from dar_mmsa.benchmark.significance import paired_bootstrap
+from dar_mmsa.benchmark.store import ResultStore
 
 PRIMARY = ("Non0_acc_2", "MAE")
 
 
 def reported_runs(folder: Path) -> pd.DataFrame:
-    """The intra-modal evaluations a folder's reports were built from: model, seed, condition, rate, run_id."""
+    """The intra-modal evaluations a folder's reports were built from (one dataset, one config per model)."""
     table = pd.read_csv(folder / "evaluations.csv")
     table = table[table["protocol"] == "intra"]
+    if table["dataset"].nunique() > 1:
+        raise ValueError(f"{folder}/evaluations.csv reports several datasets; compare folders of one dataset")
     hashes = table.groupby("model")["config_hash"].nunique()
     if (hashes > 1).any():
         raise ValueError(f"{folder}/evaluations.csv reports several configs of {list(hashes[hashes > 1].index)}; "
                          f"compare folders with one config per model")
-    return table[["model", "seed", "condition", "rate", "run_id", "config_hash"]]
+    return table[["dataset", "model", "seed", "condition", "rate", "run_id", "config_hash"]]
 
 
-def stacked_predictions(folder: Path, runs: pd.DataFrame, seeds, conditions):
-    """(labels (N,), predictions (seeds, rates, N)) of one model, rows in test-split order."""
-    index = runs.set_index(["seed", "condition"])["run_id"]
-    labels, stack = None, []
-    for seed in seeds:
-        row = []
-        for condition in conditions:
-            columns = read_predictions(folder / "store" / "runs" / index[(seed, condition)] / "predictions"
-                                       / f"{condition}.npz")
-            if columns is None:
-                raise ValueError(f"no stored predictions for {index[(seed, condition)]} {condition} in {folder}")
-            order = np.argsort(columns["index"])
-            if labels is None:
-                labels = (columns["index"][order], columns["label"][order])
-            elif not np.array_equal(labels[0], columns["index"][order]):
-                raise ValueError(f"{folder} holds predictions for different test rows across runs")
-            row.append(columns["prediction"][order])
-        stack.append(np.stack(row))
-    return labels, np.stack(stack)
+def reported_predictions(folder: Path, runs: pd.DataFrame) -> dict:
+    """{(dataset, model): {seed: {condition: columns}}} of the reported runs, read once per folder."""
+    store = ResultStore(folder)
+    reported = set(runs["run_id"])
+    records = [r for r in store.evaluations() if r["run_id"] in reported]
+    return predictions_by_run(store, records, sorted(set(runs["condition"])))
+
+
+def stacked(folder: Path, by_seed: dict, seeds, conditions):
+    """(test rows, labels, predictions (seeds, rates, N)) of one model, as the harness's own
+    significance test stacks them; every run must hold the same test rows in the same order."""
+    missing = [(s, c) for s in seeds for c in conditions if c not in by_seed.get(s, {})]
+    if missing:
+        raise ValueError(f"no stored predictions for seed {missing[0][0]} {missing[0][1]} in {folder}")
+    first = by_seed[seeds[0]][conditions[0]]
+    if any(not np.array_equal(by_seed[s][c]["index"], first["index"]) for s in seeds for c in conditions):
+        raise ValueError(f"{folder} holds predictions for different test rows across runs")
+    return first["index"], first["label"], stack_predictions(by_seed, seeds, conditions)
 
 
 def config_effect(before: Path, after: Path, n_boot: int = 10000, seed: int = 0) -> pd.DataFrame:
@@ -67,6 +69,7 @@ def config_effect(before: Path, after: Path, n_boot: int = 10000, seed: int = 0)
     shared = sorted(set(first["model"]) & set(second["model"]))
     if not shared:
         raise ValueError(f"{before} and {after} share no model; compare two Table 1 runs of the same models")
+    predictions_before, predictions_after = reported_predictions(before, first), reported_predictions(after, second)
     rows = []
     for model in shared:
         a, b = first[first["model"] == model], second[second["model"] == model]
@@ -75,8 +78,10 @@ def config_effect(before: Path, after: Path, n_boot: int = 10000, seed: int = 0)
         if not seeds or not rates:
             raise ValueError(f"{before} and {after} share no seed or no rate of {model}; run both on the same seeds")
         conditions = [a[a["rate"] == r]["condition"].iloc[0] for r in rates]
-        (rows_a, labels_a), preds_a = stacked_predictions(before, a, seeds, conditions)
-        (rows_b, labels_b), preds_b = stacked_predictions(after, b, seeds, conditions)
+        rows_a, labels_a, preds_a = stacked(before, predictions_before.get((a["dataset"].iloc[0], model), {}),
+                                            seeds, conditions)
+        rows_b, labels_b, preds_b = stacked(after, predictions_after.get((b["dataset"].iloc[0], model), {}),
+                                            seeds, conditions)
         if not (np.array_equal(rows_a, rows_b) and np.allclose(labels_a, labels_b)):
             raise ValueError(f"{before} and {after} have different test samples for {model}")
         leads = paired_bootstrap(labels_a, preds_b, preds_a, n_boot=n_boot, seed=seed)

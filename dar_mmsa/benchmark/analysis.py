@@ -99,7 +99,7 @@ def reference_model(table1: pd.DataFrame, dataset: str, candidates: Sequence[str
     return fixed if fixed in candidates else None
 
 
-def _predictions_by_run(store: ResultStore, records: Sequence[Mapping], condition_keys: Sequence[str]):
+def predictions_by_run(store: ResultStore, records: Sequence[Mapping], condition_keys: Sequence[str]):
     """{(dataset, model): {seed: {condition key: columns}}} for the intra-modal conditions."""
     out: Dict[Tuple[str, str], Dict[int, Dict[str, dict]]] = {}
     wanted = set(condition_keys)
@@ -113,7 +113,7 @@ def _predictions_by_run(store: ResultStore, records: Sequence[Mapping], conditio
     return out
 
 
-def _stack(runs: Mapping[int, Mapping[str, dict]], seeds: Sequence[int], keys: Sequence[str]):
+def stack_predictions(runs: Mapping[int, Mapping[str, dict]], seeds: Sequence[int], keys: Sequence[str]):
     return np.stack([np.stack([runs[s][k]["prediction"] for k in keys]) for s in seeds])
 
 
@@ -146,7 +146,7 @@ def compare_to_reference(store: ResultStore, records: Sequence[Mapping], table1:
     keys = [c.key for c in intra]
     by_rate = sorted((i for i, c in enumerate(intra) if c.rate is not None), key=lambda i: intra[i].rate)
     rates = [float(intra[i].rate) for i in by_rate]
-    by_run = _predictions_by_run(store, records, keys)
+    by_run = predictions_by_run(store, records, keys)
     rows: List[dict] = []
     lead_rows_: List[dict] = []
     references: Dict[str, str] = {}
@@ -174,8 +174,8 @@ def compare_to_reference(store: ResultStore, records: Sequence[Mapping], table1:
             pairs.setdefault(seeds, []).append(model)
         for seeds, models in pairs.items():
             label = complete[reference][seeds[0]][keys[0]]["label"]
-            point, draws = bootstrap_curves(label, {m: _stack(complete[m], seeds, keys) for m in (reference, *models)},
-                                            n_boot=options.n_boot, seed=options.boot_seed)
+            stacked = {m: stack_predictions(complete[m], seeds, keys) for m in (reference, *models)}
+            point, draws = bootstrap_curves(label, stacked, n_boot=options.n_boot, seed=options.boot_seed)
             common = {"data": data.get(dataset), "dataset": dataset, "reference": reference,
                       "reference_name": names.get(reference, reference)}
             for model in models:
